@@ -1,0 +1,5 @@
+import sys
+
+from zsrl.cli import main
+
+sys.exit(main())

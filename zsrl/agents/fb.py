@@ -1,0 +1,131 @@
+"""The FB agent: trains an :class:`~zsrl.model.FBModel` offline from reward-free transitions.
+
+One update (paper_spec §1.8): draw and mix task vectors, take an Adam step on the FB measure loss plus
+the orthonormality loss, then an actor step, then Polyak-average the target F̄ and B̄. The update makes no
+host synchronisation: its metrics come back as device tensors for the trainer to gather every k steps.
+Gradient clamping and target averaging use the ``torch._foreach_*`` kernels, with no Python loop over
+parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from zsrl import losses
+from zsrl.config import FBConfig
+from zsrl.model import FBModel
+from zsrl.nets import truncated_normal_sample
+
+
+class Batch(NamedTuple):
+    obs: Tensor  # N x O, already standardised by the model's statistics
+    action: Tensor  # N x A
+    next_obs: Tensor  # N x O, standardised
+
+
+def _clamp_grads(params: list[Tensor], bound: float) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if bound > 0 and grads:
+        torch._foreach_clamp_min_(grads, -bound)
+        torch._foreach_clamp_max_(grads, bound)
+
+
+class FBAgent:
+    """Optimisers, target networks and the update rule of FB around a model."""
+
+    def __init__(self, model: FBModel, cfg: FBConfig) -> None:
+        self.model, self.cfg = model, cfg
+        self.target_forward = copy.deepcopy(model.forward_net).requires_grad_(False)
+        self.target_backward = copy.deepcopy(model.backward_net).requires_grad_(False)
+        self.forward_params = list(model.forward_net.parameters())
+        self.backward_params = list(model.backward_net.parameters())
+        self.critic_params = self.forward_params + self.backward_params
+        self.actor_params = list(model.actor.parameters())
+        self._online = self.critic_params
+        self._target = list(self.target_forward.parameters()) + list(
+            self.target_backward.parameters()
+        )
+        self.fb_optimizer = torch.optim.Adam(
+            [
+                {"params": self.forward_params},
+                {"params": self.backward_params, "lr": cfg.lr_fb * cfg.lr_b_coefficient},
+            ],
+            lr=cfg.lr_fb,
+            foreach=True,
+        )
+        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=cfg.lr_actor, foreach=True)
+
+    def sample_z(self, obs: Tensor) -> Tensor:
+        """Task vectors for a batch: sphere samples, half replaced by B of shuffled batch states."""
+        n = obs.shape[0]
+        z = losses.sample_sphere(n, self.cfg.z_dim, obs.device)  # N x d
+        with torch.no_grad():
+            z_backward = self.model.backward_net(obs[torch.randperm(n, device=obs.device)])  # N x d
+        return losses.mix_z(z, z_backward, self.cfg.z_mix_ratio)
+
+    def critic_loss(self, batch: Batch, z: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """L_FB + L_ortho on a batch, and its terms for logging."""
+        cfg, model = self.cfg, self.model
+        with torch.no_grad():
+            next_mean = model.actor(batch.next_obs, z)  # N x A
+            next_action = truncated_normal_sample(next_mean, cfg.actor_std, cfg.actor_std_clip)
+            F1_next, F2_next = self.target_forward(batch.next_obs, next_action, z)  # N x d each
+            target_M = losses.target_measure(F1_next, F2_next, self.target_backward(batch.next_obs))
+        F1, F2 = model.forward_net(batch.obs, batch.action, z)  # N x d each
+        B_next = model.backward_net(batch.next_obs)  # N x d
+        fb = losses.fb_measure_loss(F1, F2, B_next, target_M, cfg.discount)
+        ortho = losses.orthonormality_loss(B_next, cfg.ortho_coefficient)
+        metrics = {
+            "fb_loss": fb.total,
+            "fb_off_diag": fb.off_diag,
+            "fb_diag": fb.diag,
+            "ortho_loss": ortho,
+            "target_M": target_M.mean(),
+        }
+        return fb.total + ortho, metrics
+
+    def update_actor(self, obs: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """One DDPG-style actor step on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §1.7)."""
+        cfg = self.cfg
+        mean = self.model.actor(obs, z)  # N x A
+        action = truncated_normal_sample(mean, cfg.actor_std, cfg.actor_std_clip)
+        F1, F2 = self.model.forward_net(obs, action, z)  # N x d each
+        loss = losses.actor_loss(F1, F2, z)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.actor_params)  # no weight gradients for F: they would be unused
+        _clamp_grads(self.actor_params, cfg.grad_clamp)
+        self.actor_optimizer.step()
+        return {"actor_loss": loss.detach(), "actor_q": -loss.detach()}
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One FB update; returns detached device tensors (no host synchronisation)."""
+        z = self.sample_z(batch.obs)
+        loss, metrics = self.critic_loss(batch, z)
+        self.fb_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _clamp_grads(self.critic_params, self.cfg.grad_clamp)
+        self.fb_optimizer.step()
+        metrics.update(self.update_actor(batch.obs, z))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, self._online, self.cfg.target_tau)
+        return {k: v.detach() for k, v in metrics.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "target_forward": self.target_forward.state_dict(),
+            "target_backward": self.target_backward.state_dict(),
+            "fb_optimizer": self.fb_optimizer.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.target_forward.load_state_dict(state["target_forward"])
+        self.target_backward.load_state_dict(state["target_backward"])
+        self.fb_optimizer.load_state_dict(state["fb_optimizer"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])

@@ -1,0 +1,169 @@
+"""Command line: ``python -m zsrl collect|train|eval``.
+
+Every choice (method, domain, task, dataset, scale, filter) is checked against its registry, and a bad
+value is an error that names it and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from zsrl.config import METHODS, SCALES, RunConfig, apply_overrides, preset
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m zsrl", description="Zero-shot RL from low-quality data: FB and friends."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    collect = sub.add_parser("collect", help="collect (or regenerate) a named dataset")
+    collect.add_argument("--domain", default="point_mass_maze")
+    collect.add_argument("--dataset", default="uniform-reset", help="collector name")
+    collect.add_argument("--episodes", type=int, default=None, help="default: the collector's")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
+    collect.add_argument("--regenerate", action="store_true", help="collect even if cached")
+
+    train = sub.add_parser("train", help="train a method offline and evaluate it zero-shot")
+    train.add_argument("--method", default="fb", help=f"one of {list(METHODS)}")
+    train.add_argument("--domain", default="point_mass_maze")
+    train.add_argument("--dataset", default="uniform-reset", help="collector name")
+    train.add_argument("--scale", default="book", help=f"one of {list(SCALES)}")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--steps", type=int, default=None)
+    train.add_argument("--n-transitions", type=int, default=None, help="subsample the dataset")
+    train.add_argument("--action-filter", default=None, help="e.g. no_left")
+    train.add_argument("--tasks", nargs="+", default=None, help="default: every task")
+    train.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--out", type=Path, default=None, help="run directory")
+    train.add_argument("--data-dir", type=Path, default=None)
+    train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="config overrides, e.g. agent.lr_actor=3e-5 train.eval_every=1000")
+    train.add_argument("--no-resume", action="store_true", help="start afresh in --out")
+    train.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("eval", help="evaluate a run's checkpoint zero-shot on every task")
+    ev.add_argument("run", type=Path, help="run directory (holds checkpoint.pt)")
+    ev.add_argument("--episodes", type=int, default=None)
+    ev.add_argument("--tasks", nargs="+", default=None)
+    ev.add_argument("--seed", type=int, default=None, help="evaluation seed")
+    ev.add_argument("--data-dir", type=Path, default=None)
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    cfg = preset(args.method, args.domain, args.scale)
+    overrides = list(args.set)
+    flags = {
+        "data.name": args.dataset,
+        "data.n_transitions": args.n_transitions,
+        "data.action_filter": args.action_filter,
+        "train.seed": args.seed,
+        "train.steps": args.steps,
+        "train.device": args.device,
+        "train.threads": args.threads,
+        "eval.tasks": args.tasks,
+    }
+    overrides += [f"{k}={v!r}" for k, v in flags.items() if v is not None]
+    cfg = apply_overrides(cfg, overrides)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: RunConfig) -> None:
+    from zsrl.data import ACTION_FILTERS, collector_names
+    from zsrl.envs import get_domain
+
+    if cfg.data.name not in collector_names():
+        raise ValueError(f"unknown dataset {cfg.data.name!r}; valid datasets: {collector_names()}")
+    if cfg.data.action_filter is not None and cfg.data.action_filter not in ACTION_FILTERS:
+        raise ValueError(
+            f"unknown action filter {cfg.data.action_filter!r}; valid filters: {sorted(ACTION_FILTERS)}"
+        )
+    domain = get_domain(cfg.domain)
+    for task in cfg.eval.tasks or []:
+        domain.task(task)
+
+
+def default_out(cfg: RunConfig) -> Path:
+    extra = f"_n{cfg.data.n_transitions}" if cfg.data.n_transitions else ""
+    extra += f"_{cfg.data.action_filter}" if cfg.data.action_filter else ""
+    return Path("runs") / (
+        f"{cfg.method}_{cfg.domain}_{cfg.data.name}{extra}_{cfg.scale}_seed{cfg.train.seed}"
+    )
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from zsrl.data import default_spec, load_or_collect
+
+    spec = default_spec(args.domain, args.dataset, args.episodes, args.seed)
+    dataset = load_or_collect(spec, root=args.data_dir, regenerate=args.regenerate)
+    print(f"{spec.name}: {len(dataset)} transitions in {dataset.meta['path']}")
+    print(f"sha256 {dataset.meta['sha256']}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from zsrl.train import Trainer
+
+    cfg = build_config(args)
+    out = args.out or default_out(cfg)
+    command = "python -m zsrl " + shlex.join(sys.argv[1:])
+    trainer = Trainer(cfg, out, command=command, data_root=args.data_dir,
+                      progress=not args.no_progress)
+    record = trainer.run(resume=not args.no_resume)
+    _print_summary(record, out)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from zsrl.evaluate import evaluate
+    from zsrl.train import Trainer, load_checkpoint
+
+    path = args.run / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint in {args.run} (expected {path})")
+    state = load_checkpoint(path)
+    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    trainer = Trainer(cfg, args.run, data_root=args.data_dir, progress=False)
+    trainer.agent.load_state_dict(state["agent"])
+    results = evaluate(
+        trainer.model,
+        trainer.domain,
+        args.tasks or trainer.task_names,
+        episodes=args.episodes or cfg.eval.episodes,
+        seed=cfg.eval.seed if args.seed is None else args.seed,
+        dataset=trainer.dataset,
+        inference_samples=cfg.eval.inference_samples,
+    )
+    print(f"{args.run} at step {state['step']}:")
+    for name, r in results.items():
+        dist = "" if r.final_distance is None else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
+        print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
+
+
+def _print_summary(record: dict, out: Path) -> None:
+    last, best = record["last"], record["best"]
+    print(f"\nrun directory: {out}  ({record['wall_time_s']:.0f} s, {record['steps_done']} updates)")
+    print(f"{'task':24s} {'last':>8s} {'best':>8s}   (zero-shot return, IQM over episodes)")
+    for task in record["tasks"]:
+        print(f"{task:24s} {last['scores'][task]:8.1f} {best['scores'][task]:8.1f}")
+    print(f"{'mean':24s} {last['mean_score']:8.1f} {best['mean_score']:8.1f}"
+          f"   (best at step {best['step']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from zsrl.data import DatasetError
+    from zsrl.train import CheckpointError, NonFiniteLossError
+
+    try:
+        {"collect": cmd_collect, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+    except (ValueError, FileNotFoundError, DatasetError, CheckpointError, NonFiniteLossError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

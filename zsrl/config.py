@@ -1,0 +1,199 @@
+"""Typed run configuration: nested dataclasses, presets per (method, domain, scale), strict dicts.
+
+One object describes a run; the command line, the presets, the notebooks and the result records all
+build or store the same thing. ``from_dict`` refuses unknown keys, so a typo is an error, not a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+SCALES = ("quick", "book", "paper")
+METHODS = ("fb",)
+
+
+@dataclass
+class FBConfig:
+    """FB hyperparameters (paper_spec §1, Appendix A). Defaults are the paper's."""
+
+    z_dim: int = 50  # d; 100 on the maze
+    discount: float = 0.98  # γ; 0.99 on the maze
+    batch_size: int = 512
+    lr_fb: float = 1e-4  # Adam learning rate of F and B
+    lr_b_coefficient: float = 1.0  # scales B's learning rate
+    lr_actor: float = 1e-4
+    ortho_coefficient: float = 1.0  # λ of the orthonormality loss
+    target_tau: float = 0.01  # Polyak: θ̄ ← τ θ + (1 − τ) θ̄, every update
+    z_mix_ratio: float = 0.5  # share of task vectors taken from B(s) of batch states
+    actor_std: float = 0.2  # σ of the actor's truncated-normal noise
+    actor_std_clip: float = 0.3  # noise clipped to ±clip
+    grad_clamp: float = 1.0  # elementwise gradient clamp (0 disables)
+    preprocessor_hidden: int = 1024  # obs-action / obs-z / actor preprocessors
+    preprocessor_layers: int = 2
+    preprocessor_out: int = 512
+    forward_hidden: int = 1024  # each of the two F heads
+    forward_layers: int = 2
+    backward_hidden: int = 256
+    backward_layers: int = 3
+    actor_hidden: int = 1024
+    layernorm_input: bool = False  # first layer Linear→LayerNorm→Tanh instead of Linear→ReLU
+    normalize_obs: bool = False  # standardise observations with dataset statistics
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to train on (paper_spec §6)."""
+
+    name: str = "uniform-reset"  # a collector name: random, uniform-reset
+    episodes: int | None = None  # None: the collector's default (100k transitions)
+    collect_seed: int = 0
+    n_transitions: int | None = None  # subsample to n (spec §6.2); None keeps all
+    subsample_seed: int = 42  # the subsample's own RNG, independent of the training seed
+    action_filter: str | None = None  # e.g. "no_left" (spec §6.3)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1_000_000
+    eval_every: int = 20_000
+    log_every: int = 1_000  # metrics are gathered (one host sync) every log_every updates
+    checkpoint_every: int = 20_000
+    seed: int = 42
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 10  # rollouts per task per evaluation (spec §3.5)
+    tasks: list[str] | None = None  # None: every task of the domain
+    seed: int = 0  # start states of evaluation episodes (independent of training)
+    inference_samples: int = 10_000  # reward-labelled samples for reward tasks (spec §4)
+
+
+@dataclass
+class RunConfig:
+    method: str = "fb"
+    domain: str = "point_mass_maze"
+    scale: str = "paper"
+    agent: FBConfig = field(default_factory=FBConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return _from_dict(cls, data)
+
+
+def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config keys {[path + k for k in unknown]}; valid keys: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            value = _from_dict(hint, value, f"{path}{key}.")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
+    choices = sorted(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; valid {kind}s: {choices}")
+
+
+# Sizes of the three scales. `paper` is spec Appendix A. `book` fits one FB run of the default maze
+# experiment into about 15 minutes of this project's 2-core CPU; `quick` runs in seconds for tests.
+_SCALE_AGENT: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "book": dict(
+        batch_size=256,
+        preprocessor_hidden=256,
+        preprocessor_layers=1,
+        preprocessor_out=256,
+        forward_hidden=256,
+        forward_layers=1,
+        backward_hidden=256,
+        backward_layers=2,
+        actor_hidden=256,
+    ),
+    "quick": dict(
+        z_dim=16,
+        batch_size=64,
+        preprocessor_hidden=32,
+        preprocessor_layers=1,
+        preprocessor_out=32,
+        forward_hidden=32,
+        forward_layers=1,
+        backward_hidden=32,
+        backward_layers=1,
+        actor_hidden=32,
+    ),
+}
+_SCALE_TRAIN: dict[str, dict[str, Any]] = {
+    "paper": dict(steps=1_000_000, eval_every=20_000, log_every=1_000, checkpoint_every=20_000),
+    "book": dict(steps=20_000, eval_every=5_000, log_every=500, checkpoint_every=5_000),
+    "quick": dict(steps=300, eval_every=150, log_every=50, checkpoint_every=150),
+}
+_SCALE_EVAL: dict[str, dict[str, Any]] = {
+    "paper": dict(episodes=10),
+    "book": dict(episodes=5),
+    "quick": dict(episodes=1),
+}
+# Per-domain overrides of the method (spec §1.6: d 100 and γ 0.99 on the maze).
+_DOMAIN_AGENT: dict[str, dict[str, Any]] = {
+    "point_mass_maze": dict(z_dim=100, discount=0.99),
+}
+
+
+def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "book") -> RunConfig:
+    """The resolved configuration for a (method, domain, scale)."""
+    from zsrl.envs import domain_names
+
+    _check_choice("method", method, METHODS)
+    _check_choice("domain", domain, domain_names())
+    _check_choice("scale", scale, SCALES)
+    agent = {**_DOMAIN_AGENT.get(domain, {}), **_SCALE_AGENT[scale]}
+    return RunConfig(
+        method=method,
+        domain=domain,
+        scale=scale,
+        agent=FBConfig(**agent),
+        train=TrainConfig(**_SCALE_TRAIN[scale]),
+        eval=EvalConfig(**_SCALE_EVAL[scale]),
+    )
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` strings (values parsed as Python literals, else kept as strings)."""
+    import ast
+
+    data = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ValueError(f"unknown config section {dotted!r}; valid sections: {sorted(data)}")
+            node = node[part]
+        if leaf not in node:
+            raise ValueError(f"unknown config key {dotted!r}; valid keys: {sorted(node)}")
+        try:
+            node[leaf] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            node[leaf] = raw
+    return RunConfig.from_dict(data)

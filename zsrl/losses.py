@@ -1,0 +1,100 @@
+"""The maths of FB as pure functions of tensors, named after the equations they implement.
+
+Notation (paper_spec §1): a batch of N transitions (s_i, a_i, s'_i) with task vectors z_i in R^d;
+F(s, a, z) in R^d has two heads F_1, F_2; B(s) in R^d is normalised to norm √d. The successor measure
+is M(s, a, s+, z) = F(s, a, z)ᵀ B(s+), so a batch gives an N x N matrix of measures from every (s_i, a_i)
+towards every s'_l, and Q(s, a, z) = F(s, a, z)ᵀ z.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class FBLoss(NamedTuple):
+    total: Tensor  # L_FB = off_diag + diag
+    off_diag: Tensor  # ½ Σ_j mean_{i≠l} (M_j[i,l] − γ M̄[i,l])²
+    diag: Tensor  # −Σ_j mean_i M_j[i,i]
+
+
+def off_diagonal_mean(matrix: Tensor) -> Tensor:
+    """Mean of the entries of a square matrix off its diagonal."""
+    n = matrix.shape[-1]
+    return (matrix.sum() - matrix.diagonal().sum()) / (n * (n - 1))
+
+
+def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor) -> Tensor:
+    """M̄[i,l] = min_j F̄_j(s'_i, a'_i, z_i)ᵀ B̄(s'_l), the pessimistic target measure (spec §1.4).
+
+    F1_next, F2_next: N x d target forward heads at (s', a' ~ π(s', z), z); B_next: N x d target B(s').
+    """
+    M1 = F1_next @ B_next.T  # N x N
+    M2 = F2_next @ B_next.T  # N x N
+    return torch.minimum(M1, M2)  # N x N
+
+
+def fb_measure_loss(
+    F1: Tensor, F2: Tensor, B_next: Tensor, target_M: Tensor, discount: Tensor | float
+) -> FBLoss:
+    """The FB Bellman loss on the successor measure (spec §1.4).
+
+    L_FB = ½ Σ_j mean_{i≠l} (F_j(s_i,a_i,z_i)ᵀB(s'_l) − γ_i M̄[i,l])² − Σ_j mean_i F_j(s_i,a_i,z_i)ᵀB(s'_i)
+
+    The off-diagonal entries use the other next states of the batch as samples s+ ~ ρ; the diagonal is
+    the "positive" term −2·E[F(s,a,z)ᵀB(s')], its factor 2 absorbed by the ½ on the squares.
+
+    F1, F2: N x d online heads at (s, a, z); B_next: N x d online B(s'); target_M: N x N (no grad);
+    discount: γ, a float or an N x 1 column (one discount per transition, multiplying row i).
+    """
+    off_diag = F1.new_zeros(())
+    diag = F1.new_zeros(())
+    for F in (F1, F2):
+        M = F @ B_next.T  # N x N: measure of every (s_i, a_i) towards every s'_l
+        off_diag = off_diag + 0.5 * off_diagonal_mean((M - discount * target_M) ** 2)
+        diag = diag - M.diagonal().mean()
+    return FBLoss(off_diag + diag, off_diag, diag)
+
+
+def orthonormality_loss(B: Tensor, coefficient: float = 1.0) -> Tensor:
+    """λ·(mean_{i≠l} C[i,l]² − 2·mean_i C[i,i]) with C = B Bᵀ (spec §1.5).
+
+    Pushes E_ρ[B(s)B(s)ᵀ] towards the identity. With B normalised to norm √d the diagonal is the
+    constant d, so only the off-diagonal part gives a gradient. B: N x d.
+    """
+    C = B @ B.T  # N x N
+    return coefficient * (off_diagonal_mean(C**2) - 2.0 * C.diagonal().mean())
+
+
+def actor_loss(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
+    """L_π = −mean_i min_j F_j(s_i, ã_i, z_i)ᵀ z_i, with ã_i ~ π(s_i, z_i) (spec §1.7)."""
+    Q1 = (F1 * z).sum(-1)  # N
+    Q2 = (F2 * z).sum(-1)  # N
+    return -torch.minimum(Q1, Q2).mean()
+
+
+def normalise_to_sphere(x: Tensor) -> Tensor:
+    """√d · x / ‖x‖ along the last dimension (the sphere on which B and every z live)."""
+    return x.shape[-1] ** 0.5 * torch.nn.functional.normalize(x, dim=-1)
+
+
+def sample_sphere(n: int, d: int, device: torch.device | str = "cpu") -> Tensor:
+    """n task vectors uniform on the sphere of radius √d: z = √d · g/‖g‖, g ~ N(0, I) (spec §1.2)."""
+    return normalise_to_sphere(torch.randn(n, d, device=device))  # n x d
+
+
+def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> Tensor:
+    """Replace each row of ``z_prior`` by the row of ``z_backward`` with probability ``ratio``.
+
+    z_backward holds √d·normalise(B(s_perm(i))) for a random permutation of the batch's states
+    (spec §1.2). The Bernoulli mask is drawn on the tensors' device: no host synchronisation.
+    """
+    use_backward = torch.rand(z_prior.shape[0], 1, device=z_prior.device) < ratio  # N x 1
+    return torch.where(use_backward, z_backward, z_prior)  # N x d
+
+
+def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
+    """Task inference z_r = √d · normalise(mean_k r_k B(s_k)) (spec §4). B: n x d, rewards: n."""
+    return normalise_to_sphere((rewards[:, None] * B).mean(0))  # d

@@ -1,0 +1,68 @@
+"""The FB model: networks plus zero-shot inference, separate from the agent that trains it.
+
+Everything a user of a trained behaviour foundation model needs — F, B, π and task inference — lives
+here and takes raw observations; optimisers and target networks live in :mod:`zsrl.agents.fb`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from zsrl.config import FBConfig
+from zsrl.losses import infer_z_from_rewards, normalise_to_sphere
+from zsrl.nets import Actor, BackwardNet, ForwardNet, truncated_normal_sample
+
+
+class FBModel(nn.Module):
+    """F(s, a, z), B(s), π(s, z) and the inference of z from rewards or a goal."""
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: FBConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.obs_dim, self.action_dim, self.z_dim = obs_dim, action_dim, cfg.z_dim
+        self.forward_net = ForwardNet(obs_dim, action_dim, cfg.z_dim, cfg)
+        self.backward_net = BackwardNet(obs_dim, cfg.z_dim, cfg)
+        self.actor = Actor(obs_dim, action_dim, cfg.z_dim, cfg)
+        # Observation standardisation (identity unless set from a dataset, see set_obs_stats).
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def set_obs_stats(self, obs: Tensor) -> None:
+        """Standardise inputs with the mean and std of ``obs`` (n x O), when the config asks for it."""
+        if self.cfg.normalize_obs:
+            self.obs_mean.copy_(obs.mean(0))
+            self.obs_std.copy_(obs.std(0).clamp_min(1e-6))
+
+    def normalize(self, obs: Tensor) -> Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    def forward(self, obs: Tensor, action: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The two forward heads F_1(s, a, z), F_2(s, a, z): each ... x d."""
+        return self.forward_net(self.normalize(obs), action, z)
+
+    def backward(self, obs: Tensor) -> Tensor:
+        """B(s), of norm √d: ... x d."""
+        return self.backward_net(self.normalize(obs))
+
+    def act(self, obs: Tensor, z: Tensor, noisy: bool = False) -> Tensor:
+        """π(s, z): the mean action, or a truncated-normal sample when ``noisy``."""
+        mean = self.actor(self.normalize(obs), z)  # ... x A
+        if not noisy:
+            return mean
+        return truncated_normal_sample(mean, self.cfg.actor_std, self.cfg.actor_std_clip)
+
+    def q_value(self, obs: Tensor, action: Tensor, z: Tensor) -> Tensor:
+        """Q(s, a, z) = min_j F_j(s, a, z)ᵀ z: ... ."""
+        F1, F2 = self(obs, action, z)
+        return torch.minimum((F1 * z).sum(-1), (F2 * z).sum(-1))
+
+    @torch.no_grad()
+    def infer_z_from_rewards(self, next_obs: Tensor, rewards: Tensor) -> Tensor:
+        """z_r = √d·normalise(mean_k r_k B(s_k)) from reward-labelled states (spec §4): d."""
+        return infer_z_from_rewards(self.backward(next_obs), rewards)
+
+    @torch.no_grad()
+    def infer_z_from_goal(self, goal_obs: Tensor) -> Tensor:
+        """z_g = √d·normalise(B(g)) for a goal observation (or a batch of them): ... x d."""
+        return normalise_to_sphere(self.backward(goal_obs))

@@ -1,0 +1,116 @@
+"""Networks of FB (paper_spec §1.3): MLPs, the forward net F, the backward net B and the actor π."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from zsrl.losses import normalise_to_sphere
+
+
+def mlp(
+    inp: int,
+    hidden: int,
+    layers: int,
+    out: int,
+    *,
+    out_activation: bool = False,
+    layernorm_input: bool = False,
+) -> nn.Sequential:
+    """``layers`` hidden layers of width ``hidden``: Linear→ReLU (or Linear→LayerNorm→Tanh first),
+    then Linear(hidden, out). A preprocessor adds a ReLU on the output."""
+    first: list[nn.Module] = [nn.Linear(inp, hidden)]
+    first += [nn.LayerNorm(hidden), nn.Tanh()] if layernorm_input else [nn.ReLU()]
+    body: list[nn.Module] = []
+    for _ in range(layers - 1):
+        body += [nn.Linear(hidden, hidden), nn.ReLU()]
+    tail: list[nn.Module] = [nn.Linear(hidden, out)] + ([nn.ReLU()] if out_activation else [])
+    return nn.Sequential(*first, *body, *tail)
+
+
+class ForwardNet(nn.Module):
+    """F(s, a, z) → (F_1, F_2): obs-action and obs-z preprocessors, then two separate heads.
+
+    The two branches are exposed so that a caller scoring many actions at one (s, z) — the
+    conservative penalties — computes the obs-z branch once and reuses it.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, z_dim: int, cfg) -> None:
+        super().__init__()
+        pre = dict(
+            hidden=cfg.preprocessor_hidden,
+            layers=cfg.preprocessor_layers,
+            out=cfg.preprocessor_out,
+            out_activation=True,
+            layernorm_input=cfg.layernorm_input,
+        )
+        self.obs_action = mlp(obs_dim + action_dim, **pre)
+        self.obs_z = mlp(obs_dim + z_dim, **pre)
+        head = dict(hidden=cfg.forward_hidden, layers=cfg.forward_layers, out=z_dim)
+        self.head1 = mlp(2 * cfg.preprocessor_out, **head)
+        self.head2 = mlp(2 * cfg.preprocessor_out, **head)
+
+    def embed_obs_action(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self.obs_action(torch.cat([obs, action], -1))  # ... x P
+
+    def embed_obs_z(self, obs: Tensor, z: Tensor) -> Tensor:
+        return self.obs_z(torch.cat([obs, z], -1))  # ... x P
+
+    def heads(self, h_sa: Tensor, h_sz: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.cat([h_sa, h_sz], -1)  # ... x 2P
+        return self.head1(h), self.head2(h)  # ... x d each
+
+    def forward(self, obs: Tensor, action: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.heads(self.embed_obs_action(obs, action), self.embed_obs_z(obs, z))
+
+
+class BackwardNet(nn.Module):
+    """B(s), always L2-normalised and scaled to norm √d."""
+
+    def __init__(self, obs_dim: int, z_dim: int, cfg) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, cfg.backward_hidden, cfg.backward_layers, z_dim)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return normalise_to_sphere(self.net(obs))  # ... x d
+
+
+class Actor(nn.Module):
+    """π(s, z): preprocessors on s and on [s, z], a trunk, and a tanh mean (spec §1.3)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, z_dim: int, cfg) -> None:
+        super().__init__()
+        pre = dict(
+            hidden=cfg.preprocessor_hidden,
+            layers=cfg.preprocessor_layers,
+            out=cfg.preprocessor_out,
+            out_activation=True,
+            layernorm_input=cfg.layernorm_input,
+        )
+        self.obs = mlp(obs_dim, **pre)
+        self.obs_z = mlp(obs_dim + z_dim, **pre)
+        w = cfg.actor_hidden
+        self.trunk = nn.Sequential(
+            nn.Linear(2 * cfg.preprocessor_out, w),
+            nn.LayerNorm(w),
+            nn.Tanh(),
+            nn.Linear(w, w),
+            nn.ReLU(),
+            nn.Linear(w, action_dim),
+        )
+
+    def forward(self, obs: Tensor, z: Tensor) -> Tensor:
+        """The mean action μ = tanh(trunk(...)) in [−1, 1]^A."""
+        h = torch.cat([self.obs(obs), self.obs_z(torch.cat([obs, z], -1))], -1)  # ... x 2P
+        return torch.tanh(self.trunk(h))  # ... x A
+
+
+def truncated_normal_sample(mean: Tensor, std: float, clip: float) -> Tensor:
+    """μ + clip(ε, ±clip), ε ~ N(0, σ²), kept inside (−1, 1) with a straight-through gradient.
+
+    The gradient reaches μ even where the clamp is active, as in the paper's "TruncatedNormal".
+    """
+    noise = (torch.randn_like(mean) * std).clamp(-clip, clip)
+    action = mean + noise
+    clamped = action.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+    return action - action.detach() + clamped.detach()

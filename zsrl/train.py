@@ -1,0 +1,321 @@
+"""The training loop: progress bar, periodic zero-shot evaluation, metrics, checkpoints, exact resume.
+
+A run lives in one directory:
+
+- ``checkpoint.pt``: weights, optimiser states, RNG state, step, elapsed time (``weights_only`` loadable);
+- ``metrics.csv``: training metrics, gathered every ``log_every`` updates;
+- ``record.json``: the result record — resolved config, scale, versions, device, wall time, command,
+  per-task returns at every evaluation, and the last and best evaluations.
+
+Stopping at step k and resuming gives the same weights as an uninterrupted run: all training
+randomness comes from torch's global RNG, saved in the checkpoint, and evaluation never touches it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from zsrl.agents import Batch, FBAgent
+from zsrl.config import RunConfig
+from zsrl.data import Dataset, default_spec, load_or_collect
+from zsrl.envs import get_domain
+from zsrl.evaluate import evaluate
+from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer
+from zsrl.model import FBModel
+from zsrl.record import environment_info
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+RECORD = "record.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is truncated, corrupt, or belongs to a different configuration."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}; valid devices: auto, cpu, cuda, mps") from error
+
+
+def prepare_dataset(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Dataset:
+    """The training data of a run: the named dataset, subsampled, then filtered (spec §6)."""
+    spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
+    dataset = load_or_collect(spec, root=data_root, progress=progress)
+    if cfg.data.n_transitions is not None:
+        dataset = dataset.subsample(cfg.data.n_transitions, cfg.data.subsample_seed)
+    if cfg.data.action_filter is not None:
+        dataset = dataset.filter_actions(cfg.data.action_filter)
+    if len(dataset) < 2:
+        raise ValueError(f"the training dataset has {len(dataset)} transitions; need at least 2")
+    return dataset
+
+
+def build_agent(cfg: RunConfig, obs_dim: int, action_dim: int, device: torch.device) -> FBAgent:
+    model = FBModel(obs_dim, action_dim, cfg.agent).to(device)
+    return FBAgent(model, cfg.agent)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects; damage is a :class:`CheckpointError`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
+
+
+@dataclass
+class Trainer:
+    """Runs one configuration in ``out_dir``, resuming from its checkpoint if there is one."""
+
+    cfg: RunConfig
+    out_dir: Path
+    command: str = ""
+    data_root: Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.device = resolve_device(self.cfg.train.device)
+        if self.cfg.train.threads:
+            torch.set_num_threads(self.cfg.train.threads)
+        self.domain = get_domain(self.cfg.domain)
+        self.task_names = self.cfg.eval.tasks or list(self.domain.tasks)
+        for name in self.task_names:
+            self.domain.task(name)  # an unknown task fails here, before any training
+        self.dataset = prepare_dataset(self.cfg, self.data_root, self.progress)
+        torch.manual_seed(self.cfg.train.seed)
+        self.agent = build_agent(
+            self.cfg, self.domain.obs_dim, self.domain.action_dim, self.device
+        )
+        self.model = self.agent.model
+        obs = torch.as_tensor(self.dataset.observation, device=self.device)
+        self.model.set_obs_stats(obs)
+        self.step = 0
+        self.elapsed = 0.0
+        self.evaluations: list[dict[str, Any]] = []
+        self.pending: list[dict[str, torch.Tensor]] = []
+        self._data_tensors()
+
+    # ----------------------------------------------------------------------------- data
+    def _data_tensors(self) -> None:
+        """Standardised observations, actions and next observations resident on the device."""
+        as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        with torch.no_grad():
+            self.obs = self.model.normalize(as_tensor(self.dataset.observation))  # n x O
+            self.next_obs = self.model.normalize(as_tensor(self.dataset.next_observation))  # n x O
+        self.actions = as_tensor(self.dataset.action)  # n x A
+
+    def sample_batch(self) -> Batch:
+        index = torch.randint(0, len(self.obs), (self.cfg.agent.batch_size,), device=self.device)
+        return Batch(self.obs[index], self.actions[index], self.next_obs[index])
+
+    # ------------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": json.dumps(self.cfg.to_dict()),
+            "agent": self.agent.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "evaluations": json.dumps(self.evaluations),
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+
+    def resume(self) -> bool:
+        """Restore the state of ``out_dir``'s checkpoint; False if there is none."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = load_checkpoint(self.checkpoint_path)
+        saved = json.loads(state["config"])
+        current = self.cfg.to_dict()
+        saved["train"].pop("steps"), current["train"].pop("steps")  # a run may be extended
+        if saved != current:
+            diff = _dict_diff(saved, current)
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path} was made with a different configuration "
+                f"({diff}); use another output directory or --no-resume"
+            )
+        self.agent.load_state_dict(state["agent"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.evaluations = json.loads(state["evaluations"])
+        self._truncate_metrics()
+        return True
+
+    # ---------------------------------------------------------------------------- metrics
+    def _truncate_metrics(self) -> None:
+        """Drop metric rows logged after the checkpoint (they will be logged again)."""
+        path = self.out_dir / METRICS
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= self.step]
+        with atomic_writer(path, "w") as f:
+            csv.writer(f).writerows(kept)
+
+    def flush_metrics(self) -> dict[str, float]:
+        """Average the pending metrics with one host synchronisation, check them, append to CSV."""
+        if not self.pending:
+            return {}
+        keys = list(self.pending[0])
+        means = torch.stack([torch.stack([m[k] for m in self.pending]).mean() for k in keys])
+        values = dict(zip(keys, means.tolist(), strict=True))
+        self.pending.clear()
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite {bad} near step {self.step}; training stopped. The last good "
+                f"checkpoint {self.checkpoint_path} is left intact."
+            )
+        path = self.out_dir / METRICS
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "elapsed_s", *keys])
+            writer.writerow([self.step, f"{self.elapsed:.2f}", *(f"{v:.6g}" for v in values.values())])
+        return values
+
+    # ------------------------------------------------------------------------- evaluation
+    def run_evaluation(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        results = evaluate(
+            self.model,
+            self.domain,
+            self.task_names,
+            episodes=self.cfg.eval.episodes,
+            seed=self.cfg.eval.seed,
+            dataset=self.dataset,
+            inference_samples=self.cfg.eval.inference_samples,
+        )
+        scores = {name: r.score for name, r in results.items()}
+        entry = {
+            "step": self.step,
+            "mean_score": sum(scores.values()) / len(scores),
+            "scores": scores,
+            "tasks": {name: r.to_dict() for name, r in results.items()},
+            "eval_time_s": time.perf_counter() - start,
+        }
+        self.evaluations.append(entry)
+        return entry
+
+    def write_record(self, complete: bool) -> dict[str, Any]:
+        summary = lambda e: {k: e[k] for k in ("step", "mean_score", "scores")}  # noqa: E731
+        record = {
+            "command": self.command,
+            "method": self.cfg.method,
+            "domain": self.cfg.domain,
+            "scale": self.cfg.scale,
+            "config": self.cfg.to_dict(),
+            "dataset": {
+                k: self.dataset.meta.get(k) for k in ("name", "path", "sha256", "spec", "subsample")
+            }
+            | {"transitions": len(self.dataset), "action_filter": self.cfg.data.action_filter},
+            "environment": environment_info(self.device),
+            "wall_time_s": self.elapsed,
+            "steps_done": self.step,
+            "complete": complete,
+            "tasks": self.task_names,
+            "evaluations": self.evaluations,
+            "last": summary(self.evaluations[-1]) if self.evaluations else None,
+            "best": summary(max(self.evaluations, key=lambda e: e["mean_score"]))
+            if self.evaluations
+            else None,
+        }
+        atomic_write_json(self.out_dir / RECORD, record)
+        return record
+
+    # ------------------------------------------------------------------------------- loop
+    def run(self, resume: bool = True) -> dict[str, Any]:
+        """Train to ``cfg.train.steps`` updates, evaluating and checkpointing on the way."""
+        t = self.cfg.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.resume()
+        else:
+            for name in (CHECKPOINT, METRICS, RECORD):
+                (self.out_dir / name).unlink(missing_ok=True)
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress)
+        clock = time.perf_counter()
+
+        def tick() -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.elapsed += now - clock
+            clock = now
+
+        if self.step == 0 and not self.evaluations:
+            self.run_evaluation()
+        while self.step < t.steps:
+            self.pending.append(self.agent.update(self.sample_batch()))
+            self.step += 1
+            bar.update(1)
+            at = lambda every: every > 0 and self.step % every == 0  # noqa: E731
+            if at(t.log_every) or at(t.eval_every) or at(t.checkpoint_every) or self.step == t.steps:
+                tick()
+                values = self.flush_metrics()
+                bar.set_postfix(fb=f"{values.get('fb_loss', 0):.3g}", q=f"{values.get('actor_q', 0):.3g}")
+            if at(t.eval_every) or self.step == t.steps:
+                entry = self.run_evaluation()
+                tick()
+                bar.write(f"step {self.step}: mean return {entry['mean_score']:.1f} {_fmt(entry)}")
+                self.write_record(complete=False)
+            if at(t.checkpoint_every) or self.step == t.steps:
+                tick()
+                self.save_checkpoint()
+        bar.close()
+        tick()
+        self.save_checkpoint()
+        return self.write_record(complete=True)
+
+
+def _fmt(entry: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.0f}" for k, v in entry["scores"].items())
+
+
+def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            sub = _dict_diff(x, y, f"{prefix}{key}.")
+            if sub:
+                out.append(sub)
+        elif x != y:
+            out.append(f"{prefix}{key}: {x!r} -> {y!r}")
+    return ", ".join(out)
