@@ -43,8 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--out", type=Path, default=None, help="run directory")
     train.add_argument("--data-dir", type=Path, default=None)
-    train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                       help="config overrides, e.g. agent.lr_actor=3e-5 train.eval_every=1000")
+    train.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. agent.lr_actor=3e-5 train.eval_every=1000",
+    )
     train.add_argument("--no-resume", action="store_true", help="start afresh in --out")
     train.add_argument("--no-progress", action="store_true")
 
@@ -114,8 +119,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     out = args.out or default_out(cfg)
     command = "python -m zsrl " + shlex.join(sys.argv[1:])
-    trainer = Trainer(cfg, out, command=command, data_root=args.data_dir,
-                      progress=not args.no_progress)
+    trainer = Trainer(
+        cfg, out, command=command, data_root=args.data_dir, progress=not args.no_progress
+    )
     record = trainer.run(resume=not args.no_resume)
     _print_summary(record, out)
 
@@ -142,18 +148,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
     print(f"{args.run} at step {state['step']}:")
     for name, r in results.items():
-        dist = "" if r.final_distance is None else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
+        dist = (
+            ""
+            if r.final_distance is None
+            else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
+        )
         print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
 
 
 def _print_summary(record: dict, out: Path) -> None:
     last, best = record["last"], record["best"]
-    print(f"\nrun directory: {out}  ({record['wall_time_s']:.0f} s, {record['steps_done']} updates)")
+    print(
+        f"\nrun directory: {out}  ({record['wall_time_s']:.0f} s, {record['steps_done']} updates)"
+    )
     print(f"{'task':24s} {'last':>8s} {'best':>8s}   (zero-shot return, IQM over episodes)")
     for task in record["tasks"]:
         print(f"{task:24s} {last['scores'][task]:8.1f} {best['scores'][task]:8.1f}")
-    print(f"{'mean':24s} {last['mean_score']:8.1f} {best['mean_score']:8.1f}"
-          f"   (best at step {best['step']})")
+    print(
+        f"{'mean':24s} {last['mean_score']:8.1f} {best['mean_score']:8.1f}"
+        f"   (best at step {best['step']})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         {"collect": cmd_collect, "train": cmd_train, "eval": cmd_eval}[args.command](args)
-    except (ValueError, FileNotFoundError, DatasetError, CheckpointError, NonFiniteLossError) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+        DatasetError,
+        CheckpointError,
+        NonFiniteLossError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -97,7 +97,9 @@ def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"unknown config keys {[path + k for k in unknown]}; valid keys: {sorted(names)}")
+        raise ValueError(
+            f"unknown config keys {[path + k for k in unknown]}; valid keys: {sorted(names)}"
+        )
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -188,7 +190,9 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
         node = data
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise ValueError(f"unknown config section {dotted!r}; valid sections: {sorted(data)}")
+                raise ValueError(
+                    f"unknown config section {dotted!r}; valid sections: {sorted(data)}"
+                )
             node = node[part]
         if leaf not in node:
             raise ValueError(f"unknown config key {dotted!r}; valid keys: {sorted(node)}")

@@ -60,7 +60,9 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"unknown device {name!r}; valid devices: auto, cpu, cuda, mps") from error
 
 
-def prepare_dataset(cfg: RunConfig, data_root: Path | None = None, progress: bool = True) -> Dataset:
+def prepare_dataset(
+    cfg: RunConfig, data_root: Path | None = None, progress: bool = True
+) -> Dataset:
     """The training data of a run: the named dataset, subsampled, then filtered (spec §6)."""
     spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
     dataset = load_or_collect(spec, root=data_root, progress=progress)
@@ -109,9 +111,7 @@ class Trainer:
             self.domain.task(name)  # an unknown task fails here, before any training
         self.dataset = prepare_dataset(self.cfg, self.data_root, self.progress)
         torch.manual_seed(self.cfg.train.seed)
-        self.agent = build_agent(
-            self.cfg, self.domain.obs_dim, self.domain.action_dim, self.device
-        )
+        self.agent = build_agent(self.cfg, self.domain.obs_dim, self.domain.action_dim, self.device)
         self.model = self.agent.model
         obs = torch.as_tensor(self.dataset.observation, device=self.device)
         self.model.set_obs_stats(obs)
@@ -208,7 +208,9 @@ class Trainer:
             writer = csv.writer(f)
             if new:
                 writer.writerow(["step", "elapsed_s", *keys])
-            writer.writerow([self.step, f"{self.elapsed:.2f}", *(f"{v:.6g}" for v in values.values())])
+            writer.writerow(
+                [self.step, f"{self.elapsed:.2f}", *(f"{v:.6g}" for v in values.values())]
+            )
         return values
 
     # ------------------------------------------------------------------------- evaluation
@@ -286,10 +288,17 @@ class Trainer:
             self.step += 1
             bar.update(1)
             at = lambda every: every > 0 and self.step % every == 0  # noqa: E731
-            if at(t.log_every) or at(t.eval_every) or at(t.checkpoint_every) or self.step == t.steps:
+            if (
+                at(t.log_every)
+                or at(t.eval_every)
+                or at(t.checkpoint_every)
+                or self.step == t.steps
+            ):
                 tick()
                 values = self.flush_metrics()
-                bar.set_postfix(fb=f"{values.get('fb_loss', 0):.3g}", q=f"{values.get('actor_q', 0):.3g}")
+                bar.set_postfix(
+                    fb=f"{values.get('fb_loss', 0):.3g}", q=f"{values.get('actor_q', 0):.3g}"
+                )
             if at(t.eval_every) or self.step == t.steps:
                 entry = self.run_evaluation()
                 tick()

@@ -1,4 +1,5 @@
 """Environments: the domain/task registry and the domains written for zsrl."""
+
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_control is imported

@@ -27,6 +27,7 @@ MASS_RADIUS = 0.01
 ARENA_LIMIT = 0.29  # joint range of both slide joints
 WALL_HALF_THICKNESS = 0.02
 WALL_HALF_LENGTH = 0.18
+MAX_SPEED = 0.1  # terminal speed under full force: gear 0.1 · ctrl 1 / damping 1
 START_LOW = np.array([-0.29, 0.15])  # the top-left room (spec §5.4)
 START_HIGH = np.array([-0.15, 0.29])
 
@@ -76,12 +77,17 @@ def sample_start(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def sample_free_states(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n states (x, y, 0, 0), uniform over the free maze (rejection sampling)."""
+    """n states uniform over the free maze: positions off the walls, velocities in ±MAX_SPEED.
+
+    Velocities matter: uniform random actions keep |v| below about 0.04, while a policy pushing at
+    full force moves at up to 0.1, so zero-velocity starts would leave those states uncovered.
+    """
     out = np.empty((0, 2))
     while len(out) < n:
         xy = rng.uniform(-ARENA_LIMIT, ARENA_LIMIT, size=(2 * n, 2))
         out = np.concatenate([out, xy[in_free_space(xy)]])
-    return np.concatenate([out[:n], np.zeros((n, 2))], axis=1)
+    velocity = rng.uniform(-MAX_SPEED, MAX_SPEED, size=(n, 2))
+    return np.concatenate([out[:n], velocity], axis=1)
 
 
 class Physics(dm_mujoco.Physics):

@@ -1,0 +1,107 @@
+"""The command line: help, clear errors for bad input, collect/train/eval."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zsrl.cli import main
+from zsrl.config import RunConfig, apply_overrides, preset
+
+QUICK = ["--scale", "quick", "--no-progress"]
+SMALL = [
+    "--set",
+    "data.episodes=50",
+    "train.steps=20",
+    "train.eval_every=20",
+    "eval.episodes=1",
+    "train.log_every=10",
+    "train.checkpoint_every=20",
+]
+
+
+@pytest.fixture()
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("data"))
+
+
+def run_main(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_runs():
+    for args in ([], ["train"], ["collect"], ["eval"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "zsrl", *args, "--help"],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+        )
+        assert result.returncode == 0 and "usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flag, value, listed",
+    [
+        ("--method", "dqn", "fb"),
+        ("--domain", "cartpole", "point_mass_maze"),
+        ("--scale", "huge", "quick"),
+        ("--dataset", "rnd-10m", "uniform-reset"),
+        ("--tasks", "reach_moon", "reach_top_left"),
+        ("--action-filter", "no_sideways", "no_left"),
+    ],
+)
+def test_bad_choices_name_the_value_and_list_the_valid_ones(flag, value, listed, capsys, tmp_path):
+    code, _, err = run_main(["train", *QUICK, flag, value, "--out", str(tmp_path)], capsys)
+    assert code == 2
+    assert repr(value) in err and listed in err
+
+
+def test_bad_override_is_an_error(capsys, tmp_path):
+    code, _, err = run_main(["train", "--set", "agent.lr_critic=1", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "agent.lr_critic" in err and "lr_fb" in err
+
+
+def test_collect_train_eval(capsys, tmp_path, data_dir):
+    code, out, _ = run_main(["collect", "--episodes", "50", "--data-dir", data_dir], capsys)
+    assert code == 0 and "5000 transitions" in out
+    run = tmp_path / "run"
+    code, out, err = run_main(
+        ["train", *QUICK, *SMALL, "--out", str(run), "--data-dir", data_dir], capsys
+    )
+    assert code == 0, err
+    assert "reach_bottom_right" in out
+    record = json.loads((run / "record.json").read_text())
+    assert record["command"].startswith("python -m zsrl ")
+    code, out, _ = run_main(["eval", str(run), "--data-dir", data_dir], capsys)
+    assert code == 0 and "step 20" in out and "final distance" in out
+
+
+def test_corrupt_dataset_is_named(capsys, tmp_path, data_dir):
+    run_main(["collect", "--episodes", "50", "--data-dir", data_dir], capsys)
+    (path,) = [p for p in os.scandir(data_dir) if p.name.endswith(".npz")]
+    with open(path.path, "r+b") as f:
+        f.truncate(500)
+    code, _, err = run_main(
+        ["train", *QUICK, *SMALL, "--out", str(tmp_path), "--data-dir", data_dir], capsys
+    )
+    assert code == 2 and path.name in err
+
+
+def test_eval_without_checkpoint_is_an_error(capsys, tmp_path):
+    code, _, err = run_main(["eval", str(tmp_path)], capsys)
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_config_round_trip_and_strict_keys():
+    cfg = preset("fb", "point_mass_maze", "paper")
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.agent.z_dim == 100 and cfg.agent.discount == 0.99  # maze overrides (spec §1.6)
+    assert cfg.agent.preprocessor_hidden == 1024 and cfg.agent.batch_size == 512
+    with pytest.raises(ValueError, match="unknown config keys"):
+        RunConfig.from_dict({**cfg.to_dict(), "optimiser": "sgd"})
+    assert apply_overrides(cfg, ["agent.lr_actor=3e-5"]).agent.lr_actor == 3e-5

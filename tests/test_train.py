@@ -1,0 +1,132 @@
+"""The trainer end to end: records, checkpoints, exact resume, failure handling."""
+
+import json
+
+import pytest
+import torch
+
+from zsrl.config import apply_overrides, preset
+from zsrl.train import (
+    CHECKPOINT,
+    METRICS,
+    RECORD,
+    CheckpointError,
+    NonFiniteLossError,
+    Trainer,
+    load_checkpoint,
+)
+
+SMALL = [
+    "data.episodes=50",  # 5k uniform-reset transitions: fast to collect
+    "train.steps=40",
+    "train.log_every=10",
+    "train.eval_every=20",
+    "train.checkpoint_every=20",
+    "eval.episodes=1",
+]
+
+
+def config(*extra):
+    return apply_overrides(preset("fb", "point_mass_maze", "quick"), [*SMALL, *extra])
+
+
+def weights(run_dir):
+    state = load_checkpoint(run_dir / CHECKPOINT)["agent"]
+    return torch.cat([v.flatten().float() for v in state["model"].values()])
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+def test_quick_run_writes_a_complete_record(tmp_path, data_root):
+    record = Trainer(
+        config(), tmp_path, command="pytest", data_root=data_root, progress=False
+    ).run()
+    on_disk = json.loads((tmp_path / RECORD).read_text())
+    assert on_disk == json.loads(json.dumps(record))
+    assert record["complete"] and record["steps_done"] == 40 and record["scale"] == "quick"
+    assert record["command"] == "pytest"
+    assert record["config"]["agent"]["z_dim"] == 16
+    assert record["environment"]["packages"]["mujoco"] == "3.17.0"
+    assert record["environment"]["device"] == "cpu"
+    assert record["wall_time_s"] > 0
+    assert record["dataset"]["transitions"] == 5000 and len(record["dataset"]["sha256"]) == 64
+    assert [e["step"] for e in record["evaluations"]] == [0, 20, 40]
+    tasks = {"reach_top_left", "reach_top_right", "reach_bottom_left", "reach_bottom_right"}
+    for entry in record["evaluations"]:
+        assert set(entry["tasks"]) == tasks
+        for result in entry["tasks"].values():
+            assert len(result["returns"]) == 1 and len(result["final_distance"]) == 1
+    assert record["last"]["step"] == 40
+    assert record["best"]["mean_score"] == max(e["mean_score"] for e in record["evaluations"])
+    rows = (tmp_path / METRICS).read_text().splitlines()
+    assert rows[0].startswith("step,elapsed_s,fb_loss") and len(rows) == 1 + 4
+
+
+def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root):
+    straight = tmp_path / "straight"
+    Trainer(config(), straight, data_root=data_root, progress=False).run()
+    split = tmp_path / "split"
+    Trainer(config("train.steps=20"), split, data_root=data_root, progress=False).run()
+    assert load_checkpoint(split / CHECKPOINT)["step"] == 20
+    resumed = Trainer(config(), split, data_root=data_root, progress=False)
+    record = resumed.run()
+    assert torch.equal(weights(straight), weights(split))
+    assert record["steps_done"] == 40
+    assert [e["step"] for e in record["evaluations"]] == [0, 20, 40]
+    # the metrics of both runs agree row by row (all but the wall-clock column)
+    assert metric_rows(straight / METRICS) == metric_rows(split / METRICS)
+
+
+def metric_rows(path):
+    return [row.split(",")[:1] + row.split(",")[2:] for row in path.read_text().splitlines()]
+
+
+def test_different_seeds_differ(tmp_path, data_root):
+    Trainer(config("train.steps=10"), tmp_path / "a", data_root=data_root, progress=False).run()
+    Trainer(
+        config("train.steps=10", "train.seed=1"),
+        tmp_path / "b",
+        data_root=data_root,
+        progress=False,
+    ).run()
+    assert not torch.equal(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root):
+    trainer = Trainer(config("train.steps=20"), tmp_path, data_root=data_root, progress=False)
+    trainer.run()
+    good = weights(tmp_path)
+    trainer = Trainer(config(), tmp_path, data_root=data_root, progress=False)
+    update = trainer.agent.update
+
+    def poisoned(batch):
+        metrics = update(batch)
+        if trainer.step >= 25:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.fill_(float("nan"))
+            metrics["fb_loss"] = torch.tensor(float("nan"))
+        return metrics
+
+    trainer.agent.update = poisoned
+    with pytest.raises(NonFiniteLossError, match="fb_loss"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 20
+    assert torch.equal(weights(tmp_path), good)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_root):
+    Trainer(config("train.steps=10"), tmp_path, data_root=data_root, progress=False).run()
+    path = tmp_path / CHECKPOINT
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=str(path)):
+        Trainer(config(), tmp_path, data_root=data_root, progress=False).run()
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, data_root):
+    Trainer(config("train.steps=10"), tmp_path, data_root=data_root, progress=False).run()
+    with pytest.raises(CheckpointError, match="agent.lr_fb"):
+        Trainer(config("agent.lr_fb=0.5"), tmp_path, data_root=data_root, progress=False).run()
