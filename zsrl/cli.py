@@ -1,4 +1,4 @@
-"""Command line: ``python -m zsrl collect|train|eval``.
+"""Command line: ``python -m zsrl collect|train|eval|summarize``.
 
 Every choice (method, domain, task, dataset, scale, filter) is checked against its registry, and a bad
 value is an error that names it and lists the valid ones.
@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", nargs="+", default=None)
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed")
     ev.add_argument("--data-dir", type=Path, default=None)
+
+    summary = sub.add_parser("summarize", help="IQM with a 95%% interval over runs (seeds)")
+    summary.add_argument("runs", type=Path, nargs="+", help="run directories or record files")
+    summary.add_argument("--out", type=Path, default=None, help="write the summary JSON here")
     return parser
 
 
@@ -156,6 +160,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
 
 
+def cmd_summarize(args: argparse.Namespace) -> None:
+    from zsrl.results import format_summary, load_records, summarise, write_summary
+
+    summary = write_summary(args.runs, args.out) if args.out else summarise(load_records(args.runs))
+    print(format_summary(summary))
+
+
 def _print_summary(record: dict, out: Path) -> None:
     last, best = record["last"], record["best"]
     print(
@@ -176,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     from zsrl.train import CheckpointError, NonFiniteLossError
 
     try:
-        {"collect": cmd_collect, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+        commands = {
+            "collect": cmd_collect,
+            "train": cmd_train,
+            "eval": cmd_eval,
+            "summarize": cmd_summarize,
+        }
+        commands[args.command](args)
     except (
         ValueError,
         FileNotFoundError,

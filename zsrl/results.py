@@ -1,0 +1,93 @@
+"""Summaries of several runs (seeds) of one configuration, from their result records.
+
+Scores form a runs x tasks array (one IQM-over-episodes return per run and task); the summary gives
+the IQM over all of them with a stratified bootstrap 95 % interval, for the last and for the best
+evaluation of each run, and the mean final distance to each goal for goal-reaching tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zsrl.io import atomic_write_json
+from zsrl.stats import iqm, stratified_bootstrap_ci
+
+
+def load_records(paths: list[Path]) -> list[dict[str, Any]]:
+    records = []
+    for path in paths:
+        path = Path(path)
+        path = path / "record.json" if path.is_dir() else path
+        if not path.exists():
+            raise FileNotFoundError(f"no result record at {path}")
+        records.append(json.loads(path.read_text()))
+    return records
+
+
+def _pick(record: dict[str, Any], which: str) -> dict[str, Any]:
+    """The record's last evaluation, or its best (highest mean score over tasks)."""
+    evaluations = record["evaluations"]
+    if which == "last":
+        return evaluations[-1]
+    return max(evaluations, key=lambda e: e["mean_score"])
+
+
+def summarise(records: list[dict[str, Any]], reps: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """IQM (with a 95 % stratified-bootstrap interval) over runs x tasks, last and best."""
+    tasks = records[0]["tasks"]
+    out: dict[str, Any] = {
+        "runs": len(records),
+        "tasks": tasks,
+        "seeds": [r["config"]["train"]["seed"] for r in records],
+        "steps": [r["steps_done"] for r in records],
+        "wall_time_s": [r["wall_time_s"] for r in records],
+        "scale": records[0]["scale"],
+        "method": records[0]["method"],
+        "domain": records[0]["domain"],
+        "dataset": records[0]["dataset"]["name"],
+        "commands": [r["command"] for r in records],
+    }
+    for which in ("last", "best"):
+        entries = [_pick(r, which) for r in records]
+        scores = np.array([[e["scores"][t] for t in tasks] for e in entries])  # runs x tasks
+        point, low, high = stratified_bootstrap_ci(scores, iqm, reps=reps, seed=seed)
+        distances = {}
+        for t in tasks:
+            finals = [d for e in entries for d in (e["tasks"][t]["final_distance"] or [])]
+            distances[t] = float(np.mean(finals)) if finals else None
+        out[which] = {
+            "iqm": point,
+            "ci95": [low, high],
+            "steps": [e["step"] for e in entries],
+            "scores": scores.tolist(),
+            "mean_per_task": dict(zip(tasks, scores.mean(0).tolist(), strict=True)),
+            "mean_final_distance": distances,
+        }
+    return out
+
+
+def write_summary(paths: list[Path], out: Path) -> dict[str, Any]:
+    summary = summarise(load_records(paths))
+    atomic_write_json(out, summary)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['method']} on {summary['domain']} / {summary['dataset']} ({summary['scale']} scale),"
+        f" {summary['runs']} runs, steps {summary['steps']}",
+    ]
+    for which in ("last", "best"):
+        s = summary[which]
+        lines.append(
+            f"{which:5s} IQM {s['iqm']:7.1f}  95% CI [{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]"
+        )
+        for task in summary["tasks"]:
+            dist = s["mean_final_distance"][task]
+            dist_text = "" if dist is None else f"  mean final distance {dist:.3f}"
+            lines.append(f"      {task:24s} mean return {s['mean_per_task'][task]:7.1f}{dist_text}")
+    return "\n".join(lines)
