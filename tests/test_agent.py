@@ -96,7 +96,9 @@ def test_polyak_average_of_targets():
     agent.update(random_batch())
     tau = CFG.target_tau
     for old, new, online in zip(
-        target_before, agent.target_forward.parameters(), agent.model.forward_net.parameters(),
+        target_before,
+        agent.target_forward.parameters(),
+        agent.model.forward_net.parameters(),
         strict=True,
     ):
         assert torch.allclose(new, (1 - tau) * old + tau * online, atol=1e-6)

@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=None)
     ev.add_argument("--tasks", nargs="+", default=None)
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed")
+    ev.add_argument("--goal-inference", default=None, help="goal or rewards")
     ev.add_argument("--data-dir", type=Path, default=None)
 
     summary = sub.add_parser("summarize", help="IQM with a 95%% interval over runs (seeds)")
@@ -94,6 +95,12 @@ def _validate(cfg: RunConfig) -> None:
     if cfg.data.action_filter is not None and cfg.data.action_filter not in ACTION_FILTERS:
         raise ValueError(
             f"unknown action filter {cfg.data.action_filter!r}; valid filters: {sorted(ACTION_FILTERS)}"
+        )
+    from zsrl.evaluate import GOAL_INFERENCE
+
+    if cfg.eval.goal_inference not in GOAL_INFERENCE:
+        raise ValueError(
+            f"unknown goal_inference {cfg.eval.goal_inference!r}; valid: {list(GOAL_INFERENCE)}"
         )
     domain = get_domain(cfg.domain)
     for task in cfg.eval.tasks or []:
@@ -149,6 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         seed=cfg.eval.seed if args.seed is None else args.seed,
         dataset=trainer.dataset,
         inference_samples=cfg.eval.inference_samples,
+        goal_inference=args.goal_inference or cfg.eval.goal_inference,
     )
     print(f"{args.run} at step {state['step']}:")
     for name, r in results.items():

@@ -72,6 +72,9 @@ class EvalConfig:
     tasks: list[str] | None = None  # None: every task of the domain
     seed: int = 0  # start states of evaluation episodes (independent of training)
     inference_samples: int = 10_000  # reward-labelled samples for reward tasks (spec §4)
+    goal_inference: str = (
+        "goal"  # goal tasks: z = B(goal) (spec §4), or "rewards" like reward tasks
+    )
 
 
 @dataclass

@@ -18,6 +18,9 @@ from zsrl.model import FBModel
 from zsrl.stats import iqm
 
 
+GOAL_INFERENCE = ("goal", "rewards")
+
+
 @dataclass
 class TaskResult:
     returns: list[float]  # one per episode
@@ -37,16 +40,22 @@ def infer_task_vectors(
     dataset: Dataset | None = None,
     inference_samples: int = 10_000,
     seed: int = 0,
+    goal_inference: str = "goal",
 ) -> torch.Tensor:
     """z for each task (tasks x d): B of the goal for goal tasks, else reward-weighted B (spec §4).
 
     Reward tasks use ``inference_samples`` transitions of the training data, labelled from their
-    stored next physics states.
+    stored next physics states. With ``goal_inference="rewards"`` goal tasks are inferred the same
+    way, from their reward, instead of from B of the single goal observation.
     """
+    if goal_inference not in GOAL_INFERENCE:
+        raise ValueError(
+            f"unknown goal_inference {goal_inference!r}; valid: {list(GOAL_INFERENCE)}"
+        )
     device = model.obs_mean.device
     zs = []
     for task in tasks:
-        if task.goal_observation is not None:
+        if task.goal_observation is not None and goal_inference == "goal":
             goal = torch.as_tensor(task.goal_observation, dtype=torch.float32, device=device)
             zs.append(model.infer_z_from_goal(goal))
             continue
@@ -70,11 +79,12 @@ def evaluate(
     seed: int = 0,
     dataset: Dataset | None = None,
     inference_samples: int = 10_000,
+    goal_inference: str = "goal",
 ) -> dict[str, TaskResult]:
     """Returns of the deterministic policy π(s, z_task) on every task, episodes per task."""
     tasks = [domain.task(name) for name in (task_names or list(domain.tasks))]
     device = model.obs_mean.device
-    z = infer_task_vectors(model, tasks, dataset, inference_samples, seed)  # tasks x d
+    z = infer_task_vectors(model, tasks, dataset, inference_samples, seed, goal_inference)  # T x d
     n_tasks, n = len(tasks), len(tasks) * episodes
     z_rows = z.repeat_interleave(episodes, dim=0)  # n x d
     starts = domain.sample_start(np.random.default_rng(seed), episodes)  # episodes x P

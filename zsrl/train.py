@@ -160,7 +160,8 @@ class Trainer:
         state = load_checkpoint(self.checkpoint_path)
         saved = json.loads(state["config"])
         current = self.cfg.to_dict()
-        saved["train"].pop("steps"), current["train"].pop("steps")  # a run may be extended
+        for key in ("steps", "device", "threads"):  # a run may be extended or moved
+            saved["train"].pop(key), current["train"].pop(key)
         if saved != current:
             diff = _dict_diff(saved, current)
             raise CheckpointError(
@@ -224,6 +225,7 @@ class Trainer:
             seed=self.cfg.eval.seed,
             dataset=self.dataset,
             inference_samples=self.cfg.eval.inference_samples,
+            goal_inference=self.cfg.eval.goal_inference,
         )
         scores = {name: r.score for name, r in results.items()}
         entry = {
