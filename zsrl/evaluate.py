@@ -17,7 +17,6 @@ from zsrl.envs import BatchSim, Domain, Task
 from zsrl.model import FBModel
 from zsrl.stats import iqm
 
-
 GOAL_INFERENCE = ("goal", "rewards")
 
 
