@@ -123,6 +123,7 @@ def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
 _SCALE_AGENT: dict[str, dict[str, Any]] = {
     "paper": {},
     "book": dict(
+        layernorm_input=True,  # raw observations, Linear→LayerNorm→Tanh first layers (spec §1.3)
         batch_size=256,
         preprocessor_hidden=256,
         preprocessor_layers=1,
@@ -148,7 +149,7 @@ _SCALE_AGENT: dict[str, dict[str, Any]] = {
 }
 _SCALE_TRAIN: dict[str, dict[str, Any]] = {
     "paper": dict(steps=1_000_000, eval_every=20_000, log_every=1_000, checkpoint_every=20_000),
-    "book": dict(steps=20_000, eval_every=5_000, log_every=500, checkpoint_every=5_000),
+    "book": dict(steps=30_000, eval_every=2_500, log_every=500, checkpoint_every=2_500),
     "quick": dict(steps=300, eval_every=150, log_every=50, checkpoint_every=150),
 }
 _SCALE_EVAL: dict[str, dict[str, Any]] = {
