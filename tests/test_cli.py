@@ -13,7 +13,7 @@ from zsrl.config import RunConfig, apply_overrides, preset
 QUICK = ["--scale", "quick", "--no-progress"]
 SMALL = [
     "--set",
-    "data.episodes=50",
+    "data.episodes=500",
     "train.steps=20",
     "train.eval_every=20",
     "eval.episodes=1",
@@ -67,7 +67,7 @@ def test_bad_override_is_an_error(capsys, tmp_path):
 
 
 def test_collect_train_eval(capsys, tmp_path, data_dir):
-    code, out, _ = run_main(["collect", "--episodes", "50", "--data-dir", data_dir], capsys)
+    code, out, _ = run_main(["collect", "--episodes", "500", "--data-dir", data_dir], capsys)
     assert code == 0 and "5000 transitions" in out
     run = tmp_path / "run"
     code, out, err = run_main(
@@ -82,7 +82,7 @@ def test_collect_train_eval(capsys, tmp_path, data_dir):
 
 
 def test_corrupt_dataset_is_named(capsys, tmp_path, data_dir):
-    run_main(["collect", "--episodes", "50", "--data-dir", data_dir], capsys)
+    run_main(["collect", "--episodes", "500", "--data-dir", data_dir], capsys)
     (path,) = [p for p in os.scandir(data_dir) if p.name.endswith(".npz")]
     with open(path.path, "r+b") as f:
         f.truncate(500)

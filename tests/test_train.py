@@ -17,7 +17,7 @@ from zsrl.train import (
 )
 
 SMALL = [
-    "data.episodes=50",  # 5k uniform-reset transitions: fast to collect
+    "data.episodes=500",  # 5k uniform-reset transitions: fast to collect
     "train.steps=40",
     "train.log_every=10",
     "train.eval_every=20",

@@ -283,30 +283,25 @@ class Trainer:
             self.elapsed += now - clock
             clock = now
 
+        def due(every: int) -> bool:
+            return (every > 0 and self.step % every == 0) or self.step == t.steps
+
         if self.step == 0 and not self.evaluations:
             self.run_evaluation()
         while self.step < t.steps:
             self.pending.append(self.agent.update(self.sample_batch()))
             self.step += 1
             bar.update(1)
-            at = lambda every: every > 0 and self.step % every == 0  # noqa: E731
-            if (
-                at(t.log_every)
-                or at(t.eval_every)
-                or at(t.checkpoint_every)
-                or self.step == t.steps
-            ):
+            if due(t.log_every) or due(t.eval_every) or due(t.checkpoint_every):
                 tick()
-                values = self.flush_metrics()
-                bar.set_postfix(
-                    fb=f"{values.get('fb_loss', 0):.3g}", q=f"{values.get('actor_q', 0):.3g}"
-                )
-            if at(t.eval_every) or self.step == t.steps:
+                values = self.flush_metrics()  # raises on a non-finite loss, before any save
+                bar.set_postfix(fb=f"{values['fb_loss']:.3g}", q=f"{values['actor_q']:.3g}")
+            if due(t.eval_every):
                 entry = self.run_evaluation()
                 tick()
                 bar.write(f"step {self.step}: mean return {entry['mean_score']:.1f} {_fmt(entry)}")
                 self.write_record(complete=False)
-            if at(t.checkpoint_every) or self.step == t.steps:
+            if due(t.checkpoint_every) and self.step < t.steps:
                 tick()
                 self.save_checkpoint()
         bar.close()
