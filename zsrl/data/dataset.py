@@ -1,0 +1,142 @@
+"""The one on-disk dataset format: transitions in an ``.npz`` (no pickle) plus a JSON metadata string.
+
+Each row is a transition (s_t, a_t, s_{t+1}) with the physics states on both sides, so rewards for any
+task are recomputed from ``next_physics`` (spec §1.1 and §9 item 5) instead of being stored as the only
+truth. Files are written atomically and carry a SHA-256 checksum in a sidecar, checked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zsrl.envs import Task
+from zsrl.io import atomic_write_bytes, atomic_writer
+
+ARRAYS = ("observation", "action", "next_observation", "physics", "next_physics", "episode")
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing, truncated, corrupt or inconsistent."""
+
+
+@dataclass
+class Dataset:
+    """A set of transitions; every array has the same first dimension n."""
+
+    observation: np.ndarray  # n x O
+    action: np.ndarray  # n x A
+    next_observation: np.ndarray  # n x O
+    physics: np.ndarray  # n x P
+    next_physics: np.ndarray  # n x P
+    episode: np.ndarray  # n, episode id of each transition
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.observation)
+        for name in ARRAYS:
+            if len(getattr(self, name)) != n:
+                raise DatasetError(f"array {name!r} has {len(getattr(self, name))} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.observation)
+
+    def select(self, index: np.ndarray, **meta: Any) -> Dataset:
+        """The transitions at ``index`` (indices or a boolean mask), with ``meta`` added."""
+        arrays = {name: getattr(self, name)[index] for name in ARRAYS}
+        return Dataset(**arrays, meta={**self.meta, **meta})
+
+    def subsample(self, n: int, seed: int = 42) -> Dataset:
+        """n transitions drawn uniformly without replacement with a private RNG (spec §6.2).
+
+        The seed is the dataset's own, independent of the training seed, so every method and every
+        training seed sees the same transitions.
+        """
+        if n > len(self):
+            raise ValueError(f"cannot subsample {n} transitions from a dataset of {len(self)}")
+        index = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return self.select(index, subsample={"n": n, "seed": seed})
+
+    def filter_actions(self, name: str) -> Dataset:
+        """Keep the transitions whose action passes the named filter (spec §6.3)."""
+        keep = get_action_filter(name)(self.action)
+        return self.select(keep, action_filter=name)
+
+    def rewards(self, task: Task) -> np.ndarray:
+        """r(s_{t+1}, a_t) for ``task``, computed from the stored next physics states: (n,)."""
+        return task.reward(self.next_physics, self.action).astype(np.float32)
+
+    def save(self, path: Path) -> str:
+        """Write atomically; return the file's SHA-256 (also written to ``<path>.sha256``)."""
+        path = Path(path)
+        with atomic_writer(path) as f:
+            np.savez(f, meta=np.array(json.dumps(self.meta)), **{k: getattr(self, k) for k in ARRAYS})
+        digest = sha256_file(path)
+        atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode())
+        return digest
+
+    @staticmethod
+    def load(path: Path, verify: bool = True) -> Dataset:
+        """Read a dataset written by :meth:`save`; a damaged file is a :class:`DatasetError`."""
+        path = Path(path)
+        if not path.exists():
+            raise DatasetError(f"dataset file {path} does not exist")
+        if verify and checksum_path(path).exists():
+            expected = checksum_path(path).read_text().split()[0]
+            if sha256_file(path) != expected:
+                raise DatasetError(
+                    f"dataset file {path} does not match its checksum (truncated or corrupt); "
+                    "delete it or regenerate it with --regenerate"
+                )
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [k for k in (*ARRAYS, "meta") if k not in npz.files]
+                if missing:
+                    raise DatasetError(f"dataset file {path} lacks arrays {missing}")
+                arrays = {k: npz[k] for k in ARRAYS}
+                meta = json.loads(str(npz["meta"]))
+        except DatasetError:
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as error:
+            raise DatasetError(f"dataset file {path} is truncated or corrupt: {error}") from error
+        return Dataset(**arrays, meta=meta)
+
+    def with_meta(self, **meta: Any) -> Dataset:
+        return replace(self, meta={**self.meta, **meta})
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+ActionFilter = Callable[[np.ndarray], np.ndarray]
+
+# Named filters on the action; each returns the mask of transitions to keep. "no_left" is the
+# didactic experiment's (spec §6.3): keep a[0] > 0, i.e. drop every action pushing left.
+ACTION_FILTERS: dict[str, ActionFilter] = {
+    "no_left": lambda a: a[:, 0] > 0,
+    "no_right": lambda a: a[:, 0] < 0,
+    "no_up": lambda a: a[:, 1] < 0,
+    "no_down": lambda a: a[:, 1] > 0,
+}
+
+
+def get_action_filter(name: str) -> ActionFilter:
+    if name not in ACTION_FILTERS:
+        raise ValueError(f"unknown action filter {name!r}; valid filters: {sorted(ACTION_FILTERS)}")
+    return ACTION_FILTERS[name]
