@@ -130,3 +130,18 @@ def test_resuming_with_another_config_is_refused(tmp_path, data_root):
     Trainer(config("train.steps=10"), tmp_path, data_root=data_root, progress=False).run()
     with pytest.raises(CheckpointError, match="agent.lr_fb"):
         Trainer(config("agent.lr_fb=0.5"), tmp_path, data_root=data_root, progress=False).run()
+
+
+@pytest.mark.parametrize(
+    "override, listed",
+    [
+        ("eval.goal_inference='oracle'", "rewards"),
+        ("data.name='rnd'", "uniform-reset"),
+        ("eval.tasks=['reach_moon']", "reach_top_left"),
+        ("scale='huge'", "paper"),
+    ],
+)
+def test_trainer_refuses_bad_choices_before_training(tmp_path, data_root, override, listed):
+    with pytest.raises(ValueError, match=listed):
+        Trainer(config(override), tmp_path, data_root=data_root, progress=False)
+    assert not (tmp_path / CHECKPOINT).exists()

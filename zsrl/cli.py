@@ -82,29 +82,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     }
     overrides += [f"{k}={v!r}" for k, v in flags.items() if v is not None]
     cfg = apply_overrides(cfg, overrides)
-    _validate(cfg)
+    cfg.validate()
     return cfg
-
-
-def _validate(cfg: RunConfig) -> None:
-    from zsrl.data import ACTION_FILTERS, collector_names
-    from zsrl.envs import get_domain
-
-    if cfg.data.name not in collector_names():
-        raise ValueError(f"unknown dataset {cfg.data.name!r}; valid datasets: {collector_names()}")
-    if cfg.data.action_filter is not None and cfg.data.action_filter not in ACTION_FILTERS:
-        raise ValueError(
-            f"unknown action filter {cfg.data.action_filter!r}; valid filters: {sorted(ACTION_FILTERS)}"
-        )
-    from zsrl.evaluate import GOAL_INFERENCE
-
-    if cfg.eval.goal_inference not in GOAL_INFERENCE:
-        raise ValueError(
-            f"unknown goal_inference {cfg.eval.goal_inference!r}; valid: {list(GOAL_INFERENCE)}"
-        )
-    domain = get_domain(cfg.domain)
-    for task in cfg.eval.tasks or []:
-        domain.task(task)
 
 
 def default_out(cfg: RunConfig) -> Path:

@@ -90,6 +90,22 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> None:
+        """Check every named choice against its registry; a bad one lists the valid ones."""
+        from zsrl.data import ACTION_FILTERS, collector_names
+        from zsrl.envs import get_domain
+        from zsrl.evaluate import GOAL_INFERENCE
+
+        _check_choice("method", self.method, METHODS)
+        _check_choice("scale", self.scale, SCALES)
+        _check_choice("dataset", self.data.name, collector_names())
+        if self.data.action_filter is not None:
+            _check_choice("action filter", self.data.action_filter, ACTION_FILTERS)
+        _check_choice("goal_inference", self.eval.goal_inference, GOAL_INFERENCE)
+        domain = get_domain(self.domain)
+        for task in self.eval.tasks or []:
+            domain.task(task)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         return _from_dict(cls, data)
@@ -115,7 +131,7 @@ def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
 def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
     choices = sorted(choices)
     if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; valid {kind}s: {choices}")
+        raise ValueError(f"unknown {kind} {value!r}; valid choices: {choices}")
 
 
 # Sizes of the three scales. `paper` is spec Appendix A. `book` fits one FB run of the default maze

@@ -102,13 +102,12 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        self.cfg.validate()
         self.device = resolve_device(self.cfg.train.device)
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
         self.domain = get_domain(self.cfg.domain)
         self.task_names = self.cfg.eval.tasks or list(self.domain.tasks)
-        for name in self.task_names:
-            self.domain.task(name)  # an unknown task fails here, before any training
         self.dataset = prepare_dataset(self.cfg, self.data_root, self.progress)
         torch.manual_seed(self.cfg.train.seed)
         self.agent = build_agent(self.cfg, self.domain.obs_dim, self.domain.action_dim, self.device)
