@@ -24,9 +24,8 @@ GOAL_INFERENCE = ("goal", "rewards")
 class TaskResult:
     returns: list[float]  # one per episode
     score: float  # IQM over episodes (spec §3.5)
-    final_distance: (
-        list[float] | None
-    )  # goal tasks: distance to the goal at the end of each episode
+    # goal tasks: distance to the goal at the end of each episode
+    final_distance: list[float] | None
 
     def to_dict(self) -> dict:
         return {"score": self.score, "returns": self.returns, "final_distance": self.final_distance}
