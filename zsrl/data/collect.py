@@ -39,9 +39,7 @@ class CollectorSpec:
 
     @property
     def name(self) -> str:
-        return (
-            f"{self.domain}__{self.collector}__{self.episodes}x{self.episode_steps}__seed{self.seed}"
-        )
+        return f"{self.domain}__{self.collector}__{self.episodes}x{self.episode_steps}__seed{self.seed}"
 
 
 StartFn = Callable[[Domain, np.random.Generator, int], np.ndarray]
@@ -65,7 +63,9 @@ def default_spec(
         raise ValueError(f"unknown dataset {collector!r}; valid datasets: {collector_names()}")
     dom = get_domain(domain)
     _, default_episodes, steps = COLLECTORS[collector]
-    return CollectorSpec(domain, collector, episodes or default_episodes, steps or dom.episode_steps, seed)
+    return CollectorSpec(
+        domain, collector, episodes or default_episodes, steps or dom.episode_steps, seed
+    )
 
 
 def _state_index(model: mujoco.MjModel, signature: int) -> np.ndarray:

@@ -43,7 +43,9 @@ class Dataset:
         n = len(self.observation)
         for name in ARRAYS:
             if len(getattr(self, name)) != n:
-                raise DatasetError(f"array {name!r} has {len(getattr(self, name))} rows, expected {n}")
+                raise DatasetError(
+                    f"array {name!r} has {len(getattr(self, name))} rows, expected {n}"
+                )
 
     def __len__(self) -> int:
         return len(self.observation)
@@ -77,7 +79,9 @@ class Dataset:
         """Write atomically; return the file's SHA-256 (also written to ``<path>.sha256``)."""
         path = Path(path)
         with atomic_writer(path) as f:
-            np.savez(f, meta=np.array(json.dumps(self.meta)), **{k: getattr(self, k) for k in ARRAYS})
+            np.savez(
+                f, meta=np.array(json.dumps(self.meta)), **{k: getattr(self, k) for k in ARRAYS}
+            )
         digest = sha256_file(path)
         atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode())
         return digest
