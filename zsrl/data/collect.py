@@ -138,6 +138,5 @@ def load_or_collect(
         dataset = Dataset.load(path)
     else:
         dataset = collect(spec, progress=progress)
-        digest = dataset.save(path)
-        dataset = dataset.with_meta(sha256=digest)
+        dataset.save(path)
     return dataset.with_meta(path=str(path), sha256=checksum_path(path).read_text().split()[0])
