@@ -30,7 +30,8 @@ lint: venv
 	$(PY) -m ruff format --check zsrl tests benchmarks
 
 bench: venv
-	$(PY) benchmarks/bench_fb.py
+	$(PY) benchmarks/bench_updates.py
+	$(PY) benchmarks/bench_collect.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

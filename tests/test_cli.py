@@ -105,3 +105,17 @@ def test_config_round_trip_and_strict_keys():
     with pytest.raises(ValueError, match="unknown config keys"):
         RunConfig.from_dict({**cfg.to_dict(), "optimiser": "sgd"})
     assert apply_overrides(cfg, ["agent.lr_actor=3e-5"]).agent.lr_actor == 3e-5
+
+
+@pytest.mark.parametrize("method", ["vcfb", "mcfb", "dvcfb"])
+def test_conservative_methods_train_and_eval(method, capsys, tmp_path, data_dir):
+    run = tmp_path / method
+    argv = ["train", "--method", method, *QUICK, *SMALL, "--out", str(run), "--data-dir", data_dir]
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err
+    record = json.loads((run / "record.json").read_text())
+    assert record["method"] == method and record["config"]["agent"]["lr_actor"] == 3e-5
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"penalty", "alpha", "q_data", "q_uniform", "q_policy"} <= set(header)
+    code, out, _ = run_main(["eval", str(run), "--data-dir", data_dir], capsys)
+    assert code == 0 and "q_uniform" in out

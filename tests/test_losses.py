@@ -90,12 +90,13 @@ def test_sphere_samples_have_norm_sqrt_d():
 def test_mix_z_ratio_and_rows():
     torch.manual_seed(0)
     prior, backward = torch.zeros(10_000, 4), torch.ones(10_000, 4)
-    mixed = losses.mix_z(prior, backward, 0.5)
+    mixed, mask = losses.mix_z(prior, backward, 0.5)
     from_backward = mixed[:, 0] == 1
+    assert torch.equal(mask, from_backward)
     assert torch.all(mixed[from_backward] == 1) and torch.all(mixed[~from_backward] == 0)
     assert from_backward.float().mean().item() == pytest.approx(0.5, abs=0.02)
-    assert torch.all(losses.mix_z(prior, backward, 0.0) == 0)
-    assert torch.all(losses.mix_z(prior, backward, 1.0) == 1)
+    assert torch.all(losses.mix_z(prior, backward, 0.0)[0] == 0)
+    assert torch.all(losses.mix_z(prior, backward, 1.0)[0] == 1)
 
 
 def test_infer_z_from_rewards_by_hand():

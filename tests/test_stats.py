@@ -1,15 +1,59 @@
-"""IQM, stratified bootstrap intervals and run summaries."""
+"""Aggregate metrics, stratified bootstrap intervals, performance profiles, probability of
+improvement and run summaries."""
+
+import time
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from zsrl.results import format_summary, summarise
-from zsrl.stats import iqm, stratified_bootstrap_ci
+from zsrl.stats import (
+    aggregate_with_ci,
+    iqm,
+    mean,
+    median,
+    optimality_gap,
+    performance_profile,
+    performance_profile_ci,
+    plot_performance_profiles,
+    probability_of_improvement,
+    probability_of_improvement_ci,
+    stratified_bootstrap_ci,
+)
 
 
 def test_iqm_by_hand():
     assert iqm(np.arange(1, 9)) == pytest.approx((3 + 4 + 5 + 6) / 4)
     assert iqm(np.array([[0, 0], [1000, 1], [2, 3], [4, 5]])) == pytest.approx((2 + 3 + 4 + 1) / 4)
+
+
+def test_iqm_matches_scipy_trim_mean_for_every_size():
+    rng = np.random.default_rng(1)
+    for n in range(1, 23):
+        x = rng.normal(size=n)
+        assert iqm(x) == pytest.approx(scipy_stats.trim_mean(x, 0.25))
+
+
+def test_mean_and_median_by_hand():
+    scores = np.array([[1.0, 2.0], [3.0, 10.0]])
+    assert mean(scores) == pytest.approx(4.0)
+    assert median(scores) == pytest.approx(2.5)  # middle of 1, 2, 3, 10
+    assert median(np.array([[5.0, 1.0, 3.0]])) == pytest.approx(3.0)
+
+
+def test_optimality_gap_counts_only_shortfalls():
+    # shortfalls 1000-400 = 600, 1000-900 = 100, none for 1000 and 1200
+    scores = np.array([[400.0, 1000.0], [900.0, 1200.0]])
+    assert optimality_gap(scores, 1000.0) == pytest.approx((600 + 100 + 0 + 0) / 4)
+    assert optimality_gap(np.array([[0.5, 1.5]]), 1.0) == pytest.approx(0.25)
+    assert optimality_gap(np.full((2, 2), 2000.0), 1000.0) == 0.0
+    assert optimality_gap(np.zeros((2, 2)), 1000.0) == pytest.approx(1000.0)
+
+
+def test_metrics_reject_empty_scores_naming_the_shape():
+    with pytest.raises(ValueError, match=r"\(0, 3\)"):
+        mean(np.zeros((0, 3)))
 
 
 def test_bootstrap_interval_contains_the_estimate_and_narrows_with_data():
@@ -32,6 +76,158 @@ def test_bootstrap_is_stratified_by_task():
 def test_bootstrap_rejects_wrong_shapes():
     with pytest.raises(ValueError, match="runs x tasks"):
         stratified_bootstrap_ci(np.zeros(5))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):
+        aggregate_with_ci(np.zeros((2, 3, 4)), threshold=1.0)
+
+
+def test_bootstrap_accepts_any_statistic():
+    scores = np.random.default_rng(2).normal(size=(4, 3))
+    point, low, high = stratified_bootstrap_ci(scores, lambda s: float(s.max()), reps=100)
+    assert point == pytest.approx(scores.max())
+    assert low <= high <= point  # a resample never exceeds the largest score
+
+
+def test_vectorised_bootstrap_matches_one_replicate_at_a_time():
+    scores = np.random.default_rng(3).normal(100, 20, size=(5, 4))
+    for fast in (iqm, mean, median):
+        slow = stratified_bootstrap_ci(scores, lambda s, f=fast: f(s), reps=300, seed=4)
+        assert stratified_bootstrap_ci(scores, fast, reps=300, seed=4) == pytest.approx(slow)
+
+
+def test_aggregate_with_ci_points_intervals_and_speed():
+    scores = np.random.default_rng(5).normal(500, 200, size=(5, 4))
+    start = time.perf_counter()
+    out = aggregate_with_ci(scores, reps=2_000, threshold=1000.0)
+    assert time.perf_counter() - start < 1.0
+    assert set(out) == {"iqm", "mean", "median", "optimality_gap"}
+    assert out["iqm"][0] == pytest.approx(iqm(scores))
+    assert out["mean"][0] == pytest.approx(mean(scores))
+    assert out["median"][0] == pytest.approx(median(scores))
+    assert out["optimality_gap"][0] == pytest.approx(optimality_gap(scores, 1000.0))
+    for point, low, high in out.values():
+        assert low <= point <= high and low < high
+    # the IQM shares stratified_bootstrap_ci's replicates for the same seed
+    assert out["iqm"] == pytest.approx(stratified_bootstrap_ci(scores, iqm, reps=2_000))
+
+
+def test_aggregate_intervals_shrink_as_runs_are_added():
+    rng = np.random.default_rng(6)
+    few, many = rng.normal(100, 20, size=(3, 4)), rng.normal(100, 20, size=(40, 4))
+    a = aggregate_with_ci(few, reps=500, threshold=150.0)
+    b = aggregate_with_ci(many, reps=500, threshold=150.0)
+    for metric in a:
+        assert b[metric][2] - b[metric][1] < a[metric][2] - a[metric][1], metric
+
+
+def test_aggregate_intervals_are_degenerate_for_identical_runs():
+    scores = np.tile(np.array([[0.1, 0.7, 3.3, 920.0]]), (6, 1))  # every run alike, tasks differ
+    for point, low, high in aggregate_with_ci(scores, reps=300, threshold=1000.0).values():
+        assert low == point == high
+
+
+def test_bootstrap_resamples_each_task_independently():
+    # every run's tasks sum to 1; reusing one run index for all tasks would pin the mean at ½
+    scores = np.array([[0.0, 1.0], [1.0, 0.0]] * 3)
+    point, low, high = aggregate_with_ci(scores, metrics=("mean",), reps=500)["mean"]
+    assert point == 0.5 and low < 0.5 < high
+
+
+def test_interval_widens_with_confidence():
+    scores = np.random.default_rng(11).normal(100, 20, size=(6, 4))
+    narrow = aggregate_with_ci(scores, metrics=("mean",), confidence=0.5, reps=1_000)["mean"]
+    wide = aggregate_with_ci(scores, metrics=("mean",), confidence=0.95, reps=1_000)["mean"]
+    assert wide[1] < narrow[1] < narrow[2] < wide[2]
+
+
+def test_aggregate_with_ci_rejects_bad_arguments():
+    scores = np.ones((3, 2))
+    with pytest.raises(ValueError, match="threshold"):
+        aggregate_with_ci(scores)
+    with pytest.raises(ValueError, match="unknown metrics"):
+        aggregate_with_ci(scores, metrics=("iqm", "max"))
+    with pytest.raises(ValueError, match="confidence"):
+        aggregate_with_ci(scores, metrics=("mean",), confidence=95)
+    assert set(aggregate_with_ci(scores, metrics=("mean",))) == {"mean"}
+
+
+def test_performance_profile_by_hand():
+    scores = np.array([[1.0, 3.0], [2.0, 4.0]])
+    taus = np.array([0.0, 1.0, 1.5, 2.0, 3.5, 4.0, 9.0])
+    profile = performance_profile(scores, taus)
+    np.testing.assert_allclose(profile, [1.0, 0.75, 0.75, 0.5, 0.25, 0.0, 0.0])
+
+
+def test_performance_profile_is_monotone_from_one_to_zero():
+    scores = np.random.default_rng(7).uniform(0, 1000, size=(5, 4))
+    taus = np.linspace(-10, 1010, 103)
+    profile = performance_profile(scores, taus)
+    assert np.all(np.diff(profile) <= 0)
+    assert profile[0] == 1.0
+    assert performance_profile(scores, [scores.min() - 1e-9])[0] == 1.0
+    assert performance_profile(scores, [scores.max()])[0] == 0.0
+
+
+def test_performance_profile_bands():
+    rng = np.random.default_rng(8)
+    taus = np.linspace(0, 1000, 21)
+    scores = rng.uniform(0, 1000, size=(5, 4))
+    point, low, high = performance_profile_ci(scores, taus, reps=500)
+    np.testing.assert_allclose(point, performance_profile(scores, taus))
+    assert np.all(low <= point) and np.all(point <= high) and np.any(low < high)
+    # identical runs: every replicate is the original, so the band collapses onto the profile
+    same = np.tile(scores[:1], (5, 1))
+    point, low, high = performance_profile_ci(same, taus, reps=200)
+    assert np.array_equal(low, point) and np.array_equal(high, point)
+    with pytest.raises(ValueError, match=r"\(3, 2\)"):
+        performance_profile(scores, np.zeros((3, 2)))
+
+
+def test_performance_profile_bootstrap_is_stratified_by_task():
+    # task 0: every run scores 10; task 1: runs score 0 or 20. At τ = 5 task 0 always counts, so
+    # the replicate fraction never drops below ½; an unstratified bootstrap could drop to 0.
+    scores = np.array([[10.0, 0.0], [10.0, 20.0], [10.0, 0.0], [10.0, 20.0]])
+    point, low, high = performance_profile_ci(scores, [5.0, 15.0], reps=2_000, confidence=0.999)
+    assert low[0] == 0.5 and high[0] == 1.0
+    assert low[1] == 0.0 and high[1] == 0.5  # only task 1 can exceed 15
+
+
+def test_probability_of_improvement_by_hand():
+    x = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0]])
+    assert probability_of_improvement(x, x) == pytest.approx(0.5)
+    assert probability_of_improvement(x + 100, x) == pytest.approx(1.0)
+    assert probability_of_improvement(x, x + 100) == pytest.approx(0.0)
+    # task 0: x in {1, 2, 3} against y in {2, 2}; per y run, 1 < 2 (0), 2 = 2 (½), 3 > 2 (1),
+    # so (0 + ½ + 1) · 2 / 6 pairs = ½. Task 1: x in {5, 6, 7} beats y in {0, 0}: 1. Average ¾.
+    y = np.array([[2.0, 0.0], [2.0, 0.0]])
+    assert probability_of_improvement(x, y) == pytest.approx(0.75)
+    assert probability_of_improvement(y, x) == pytest.approx(0.25)
+
+
+def test_probability_of_improvement_ci():
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(1.0, 1.0, size=(5, 4)), rng.normal(0.0, 1.0, size=(7, 4))
+    point, low, high = probability_of_improvement_ci(x, y, reps=1_000)
+    assert point == pytest.approx(probability_of_improvement(x, y))
+    assert 0.0 <= low < point < high <= 1.0
+    assert probability_of_improvement_ci(x + 100, y, reps=200) == (1.0, 1.0, 1.0)
+    same = np.tile(x[:1], (3, 1))
+    assert probability_of_improvement_ci(same, same, reps=200) == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match=r"\(5, 4\) and \(7, 3\)"):
+        probability_of_improvement(x, y[:, :3])
+
+
+def test_plot_performance_profiles_draws_a_line_and_band_per_method():
+    figure = pytest.importorskip("matplotlib.figure")
+    ax = figure.Figure().add_subplot()
+    taus = np.linspace(0, 1000, 11)
+    scores = np.random.default_rng(10).uniform(0, 1000, size=(3, 2))
+    profiles = {
+        "fb": (taus, *performance_profile_ci(scores, taus, reps=50)),
+        "cql": (taus, *performance_profile_ci(scores / 2, taus, reps=50)),
+    }
+    assert plot_performance_profiles(profiles, ax=ax) is ax
+    assert [line.get_label() for line in ax.get_lines()] == ["fb", "cql"]
+    assert len(ax.collections) == 2
 
 
 def record(seed, scores_by_step):
@@ -69,3 +265,25 @@ def test_summary_separates_last_and_best():
     assert summary["best"]["mean_per_task"]["a"] == pytest.approx(200.0)
     assert summary["last"]["mean_final_distance"]["a"] == pytest.approx(0.2)
     assert "95% CI" in format_summary(summary)
+
+
+def test_summary_reports_every_aggregate_with_its_interval():
+    records = [
+        record(seed, [(10, {"a": 100.0 * seed, "b": 1200.0}), (20, {"a": 10.0 * seed, "b": 0.0})])
+        for seed in (1, 2, 3, 4)
+    ]
+    summary = summarise(records, reps=200)
+    for which in ("last", "best"):
+        s = summary[which]
+        scores = np.array(s["scores"])
+        assert set(s["aggregates"]) == {"iqm", "mean", "median", "optimality_gap"}
+        assert s["aggregates"]["iqm"] == {"point": s["iqm"], "ci95": s["ci95"]}
+        assert s["aggregates"]["mean"]["point"] == pytest.approx(scores.mean())
+        assert s["aggregates"]["median"]["point"] == pytest.approx(np.median(scores))
+        gap = s["aggregates"]["optimality_gap"]
+        assert gap["point"] == pytest.approx(np.maximum(1000.0 - scores, 0).mean())
+        assert gap["ci95"][0] <= gap["point"] <= gap["ci95"][1]
+    # best: a = 100·seed, b = 1200 (no shortfall): gap = mean(900, 800, 700, 600, 0, 0, 0, 0) = 375
+    assert summary["best"]["aggregates"]["optimality_gap"]["point"] == pytest.approx(375.0)
+    text = format_summary(summary)
+    assert "optimality gap" in text and "median" in text

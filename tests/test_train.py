@@ -26,8 +26,8 @@ SMALL = [
 ]
 
 
-def config(*extra):
-    return apply_overrides(preset("fb", "point_mass_maze", "quick"), [*SMALL, *extra])
+def config(*extra, method="fb"):
+    return apply_overrides(preset(method, "point_mass_maze", "quick"), [*SMALL, *extra])
 
 
 def weights(run_dir):
@@ -63,15 +63,18 @@ def test_quick_run_writes_a_complete_record(tmp_path, data_root):
     assert record["best"]["mean_score"] == max(e["mean_score"] for e in record["evaluations"])
     rows = (tmp_path / METRICS).read_text().splitlines()
     assert rows[0].startswith("step,elapsed_s,fb_loss") and len(rows) == 1 + 4
+    assert rows[0].endswith("q_data,q_uniform,q_policy")  # the value probe
 
 
-def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root):
+@pytest.mark.parametrize("method", ["fb", "mcfb"])
+def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root, method):
     straight = tmp_path / "straight"
-    Trainer(config(), straight, data_root=data_root, progress=False).run()
+    Trainer(config(method=method), straight, data_root=data_root, progress=False).run()
     split = tmp_path / "split"
-    Trainer(config("train.steps=20"), split, data_root=data_root, progress=False).run()
+    short = config("train.steps=20", method=method)
+    Trainer(short, split, data_root=data_root, progress=False).run()
     assert load_checkpoint(split / CHECKPOINT)["step"] == 20
-    resumed = Trainer(config(), split, data_root=data_root, progress=False)
+    resumed = Trainer(config(method=method), split, data_root=data_root, progress=False)
     record = resumed.run()
     assert torch.equal(weights(straight), weights(split))
     assert record["steps_done"] == 40
@@ -136,7 +139,7 @@ def test_resuming_with_another_config_is_refused(tmp_path, data_root):
     "override, listed",
     [
         ("eval.goal_inference='oracle'", "rewards"),
-        ("data.name='rnd'", "uniform-reset"),
+        ("data.name='rnd-10m'", "uniform-reset"),
         ("eval.tasks=['reach_moon']", "reach_top_left"),
         ("scale='huge'", "paper"),
     ],

@@ -145,6 +145,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
             else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
         )
         print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
+    probe = {k: float(v) for k, v in trainer.probe(trainer.model).items()}
+    print("  value probe (mean predicted Q = min_j F_jᵀz over dataset states and sphere z):")
+    print("    " + "  ".join(f"{k} {v:.4g}" for k, v in probe.items()))
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:

@@ -12,7 +12,44 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCALES = ("quick", "book", "paper")
-METHODS = ("fb",)
+METHODS = ("fb", "vcfb", "mcfb", "dvcfb")
+CONSERVATIVE_METHODS = ("vcfb", "mcfb", "dvcfb")
+
+
+@dataclass
+class ConservativeConfig:
+    """The penalty of VC-FB, MC-FB and DVC-FB (paper_spec §2.8); FB ignores it."""
+
+    action_samples: int = 12  # K per state: uniform, π(s, z) at s, π(s', z) at s', dataset action
+    ood_action_weight: float = 0.5  # share of the K samples drawn uniformly
+    lagrange: bool = True  # tune α towards target_penalty; False keeps α = alpha
+    target_penalty: float = 50.0  # τ, the conservative budget
+    alpha: float = 0.01  # the fixed α when lagrange is False
+    log_alpha_init: float = 0.0  # log α at the start (α = 1)
+    lr_alpha: float = 1e-4  # Adam learning rate of log α
+    # Share of each batch's states that get the K action samples. 1 is the paper; a smaller share is
+    # an unbiased, noisier estimate of the same penalty at a fraction of its cost (the K samples
+    # cost about 2x an FB update on a CPU, where F's matrix products bound the time).
+    penalty_states: float = 1.0
+
+    def sample_counts(self) -> tuple[int, int]:
+        """(uniform samples, samples per policy/data source) of the K per state (spec §2.2)."""
+        if not 0 < self.penalty_states <= 1:
+            raise ValueError(f"penalty_states {self.penalty_states!r} must be in (0, 1]")
+        w, k = self.ood_action_weight, self.action_samples
+        if not (0 < w <= 1 and (4 * w) == int(4 * w)):
+            raise ValueError(
+                f"ood_action_weight {w!r} must be a multiple of 0.25 in (0, 1]; "
+                "valid choices: [0.25, 0.5, 0.75, 1.0]"
+            )
+        n_uniform = round(k * w)
+        n_policy = (k - n_uniform) // 3
+        if n_uniform + 3 * n_policy != k or n_uniform < 1:
+            raise ValueError(
+                f"action_samples {k} with ood_action_weight {w} does not split into n_uniform + "
+                "3·n_policy samples (uniform, π(s), π(s'), dataset); e.g. action_samples=12"
+            )
+        return n_uniform, n_policy
 
 
 @dataclass
@@ -41,6 +78,7 @@ class FBConfig:
     actor_hidden: int = 1024
     layernorm_input: bool = False  # first layer Linear→LayerNorm→Tanh instead of Linear→ReLU
     normalize_obs: bool = False  # standardise observations with dataset statistics
+    conservative: ConservativeConfig = field(default_factory=ConservativeConfig)
 
 
 @dataclass
@@ -102,6 +140,8 @@ class RunConfig:
         if self.data.action_filter is not None:
             _check_choice("action filter", self.data.action_filter, ACTION_FILTERS)
         _check_choice("goal_inference", self.eval.goal_inference, GOAL_INFERENCE)
+        if self.method in CONSERVATIVE_METHODS:
+            self.agent.conservative.sample_counts()
         domain = get_domain(self.domain)
         for task in self.eval.tasks or []:
             domain.task(task)
@@ -173,6 +213,18 @@ _SCALE_EVAL: dict[str, dict[str, Any]] = {
     "book": dict(episodes=5),
     "quick": dict(episodes=1),
 }
+# The conservative penalty per scale. On a CPU its K = 12 action samples per state cost about twice an
+# FB update (F's matrix products bound the time), so the book scale puts them on a random quarter of
+# each batch: the same penalty, estimated from fewer states. The paper scale samples every state.
+_SCALE_CONSERVATIVE: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "book": dict(penalty_states=0.25),
+    "quick": {},
+}
+# Per-method overrides (spec §2.8: the conservative variants train the actor more slowly).
+_METHOD_AGENT: dict[str, dict[str, Any]] = {
+    name: dict(lr_actor=3e-5) for name in CONSERVATIVE_METHODS
+}
 # Per-domain overrides of the method (spec §1.6: d 100 and γ 0.99 on the maze).
 _DOMAIN_AGENT: dict[str, dict[str, Any]] = {
     "point_mass_maze": dict(z_dim=100, discount=0.99),
@@ -186,12 +238,17 @@ def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "bo
     _check_choice("method", method, METHODS)
     _check_choice("domain", domain, domain_names())
     _check_choice("scale", scale, SCALES)
-    agent = {**_DOMAIN_AGENT.get(domain, {}), **_SCALE_AGENT[scale]}
+    conservative = _SCALE_CONSERVATIVE[scale] if method in CONSERVATIVE_METHODS else {}
+    agent = {
+        **_METHOD_AGENT.get(method, {}),
+        **_DOMAIN_AGENT.get(domain, {}),
+        **_SCALE_AGENT[scale],
+    }
     return RunConfig(
         method=method,
         domain=domain,
         scale=scale,
-        agent=FBConfig(**agent),
+        agent=FBConfig(**agent, conservative=ConservativeConfig(**conservative)),
         train=TrainConfig(**_SCALE_TRAIN[scale]),
         eval=EvalConfig(**_SCALE_EVAL[scale]),
     )

@@ -85,16 +85,78 @@ def sample_sphere(n: int, d: int, device: torch.device | str = "cpu") -> Tensor:
     return normalise_to_sphere(torch.randn(n, d, device=device))  # n x d
 
 
-def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> Tensor:
+def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> tuple[Tensor, Tensor]:
     """Replace each row of ``z_prior`` by the row of ``z_backward`` with probability ``ratio``.
 
     z_backward holds √d·normalise(B(s_perm(i))) for a random permutation of the batch's states
     (spec §1.2). The Bernoulli mask is drawn on the tensors' device: no host synchronisation.
+    Returns the mixed task vectors (N x d) and the mask of rows taken from B (N, bool).
     """
     use_backward = torch.rand(z_prior.shape[0], 1, device=z_prior.device) < ratio  # N x 1
-    return torch.where(use_backward, z_backward, z_prior)  # N x d
+    return torch.where(use_backward, z_backward, z_prior), use_backward[:, 0]  # N x d, N
 
 
 def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
     """Task inference z_r = √d · normalise(mean_k r_k B(s_k)) (spec §4). B: n x d, rewards: n."""
     return normalise_to_sphere((rewards[:, None] * B).mean(0))  # d
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conservative FB (paper_spec §2). Each function takes the forward heads already evaluated at the K
+# action samples of every state (see zsrl.agents.cfb for how they are drawn) and is pure.
+
+
+def vc_penalty(Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data: Tensor) -> Tensor:
+    """The value-conservative penalty of VC-FB (spec §2.1, §2.3).
+
+    P_VC = Σ_j mean_i logsumexp_k Q_j^(k)(i) − mean_i Σ_j Q_j(s_i, a_i, z_i), Q_j = F_jᵀz:
+    the CQL gap between a soft maximum of Q over sampled actions and Q of the dataset action.
+    A plain log-sum-exp over the K samples, with no importance correction (as the paper's code).
+
+    Q*_samples: K x N Q values at the K action samples of each state; Q*_data: N, at (s_i, a_i).
+    """
+    soft_max = torch.logsumexp(Q1_samples, 0).mean() + torch.logsumexp(Q2_samples, 0).mean()
+    return soft_max - (Q1_data + Q2_data).mean()
+
+
+def mc_penalty(M1_samples: Tensor, M2_samples: Tensor, M1_data: Tensor, M2_data: Tensor) -> Tensor:
+    """The measure-conservative penalty of MC-FB (spec §2.1, §2.4).
+
+    P_MC = Σ_j mean_{i,l} logsumexp_k M_j^(k)[i,l] − mean_{i,l} Σ_j M_j[i,l], with
+    M_j^(k)[i,l] = F_j(x_i^(k), a_i^(k), z_i)ᵀB(s'_l): the same gap as VC-FB, on the successor measure
+    towards every batch state s⁺ = s'_l (the s⁺ ~ D marginal: all N² pairs, not only the diagonal).
+
+    M*_samples: K x N x N; M*_data: N x N, the measures of the dataset actions.
+    """
+    soft_max = torch.logsumexp(M1_samples, 0).mean() + torch.logsumexp(M2_samples, 0).mean()
+    return soft_max - (M1_data + M2_data).mean()
+
+
+def masked_vc_penalty(
+    Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data: Tensor, mask: Tensor
+) -> Tensor:
+    """The directed penalty of DVC-FB: :func:`vc_penalty` averaged over the rows where ``mask``.
+
+    DVC-FB (spec §2.7, not released by the paper) makes the value conservative only for task vectors
+    taken from the backward model, z = B(s⁺) with s⁺ ~ D:
+
+    P_DVC = E_{s, s⁺ ~ D}[ Σ_j logsumexp_k F_j(s, a^(k), B(s⁺))ᵀB(s⁺) − Σ_j F_j(s, a, B(s⁺))ᵀB(s⁺) ].
+
+    The batch rows whose z was drawn from B (the mixing's backward half, ``mask``) are exactly such
+    samples, so their mean is an unbiased estimate that reuses the VC-FB computations.
+
+    Q*_samples: K x N; Q*_data: N; mask: N (bool or 0/1). With no masked row the penalty is 0.
+    """
+    weight = mask.to(Q1_data.dtype)  # N
+    gap = torch.logsumexp(Q1_samples, 0) + torch.logsumexp(Q2_samples, 0) - Q1_data - Q2_data  # N
+    return (weight * gap).sum() / weight.sum().clamp_min(1.0)
+
+
+def lagrange_alpha_loss(log_alpha: Tensor, penalty: Tensor, target: float) -> Tensor:
+    """Dual loss of the Lagrange multiplier α = exp(log α) (spec §2.5): −½·α·(P − τ).
+
+    Minimising it over log α raises α while the penalty P exceeds the budget τ and lowers it below.
+    The penalty is detached: the dual step updates α only, and does not back-propagate into the
+    critic (the paper's code does, and throws the gradients away, which costs a whole backward pass).
+    """
+    return -0.5 * log_alpha.exp() * (penalty.detach() - target)

@@ -63,6 +63,27 @@ class ForwardNet(nn.Module):
     def forward(self, obs: Tensor, action: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         return self.heads(self.embed_obs_action(obs, action), self.embed_obs_z(obs, z))
 
+    def heads_shared(self, h_sa: Tensor, h_sz: Tensor, counts: list[int]) -> tuple[Tensor, Tensor]:
+        """The heads for many actions per (state, z): exactly ``heads`` on every pair, cheaper.
+
+        h_sa: K x N x P, the obs-action embeddings of K action samples; h_sz: G x N x P, G obs-z
+        embeddings, the g-th shared by the next ``counts[g]`` samples (sum(counts) = K). Each head's
+        first layer is linear in the concatenation [h_sa, h_sz], so its h_sz half is computed once
+        per group rather than once per sample.
+        """
+        P = h_sz.shape[-1]
+        outputs = []
+        for head in (self.head1, self.head2):
+            first = head[0]
+            shared = nn.functional.linear(h_sz, first.weight[:, P:], first.bias)  # G x N x H
+            G, N, H = shared.shape
+            per_sample = torch.cat(
+                [shared[g].expand(count, N, H) for g, count in enumerate(counts)]
+            )  # K x N x H
+            x = nn.functional.linear(h_sa, first.weight[:, :P]) + per_sample  # K x N x H
+            outputs.append(head[1:](x))  # K x N x d
+        return outputs[0], outputs[1]
+
 
 class BackwardNet(nn.Module):
     """B(s), always L2-normalised and scaled to norm √d."""

@@ -1,8 +1,9 @@
 """Summaries of several runs (seeds) of one configuration, from their result records.
 
 Scores form a runs x tasks array (one IQM-over-episodes return per run and task); the summary gives
-the IQM over all of them with a stratified bootstrap 95 % interval, for the last and for the best
-evaluation of each run, and the mean final distance to each goal for goal-reaching tasks.
+rliable's aggregates over all of them (IQM, mean, median and the optimality gap below the maximum
+return), each with a stratified bootstrap 95 % interval, for the last and for the best evaluation of
+each run, and the mean final distance to each goal for goal-reaching tasks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from zsrl.io import atomic_write_json
-from zsrl.stats import iqm, stratified_bootstrap_ci
+from zsrl.stats import METRICS, aggregate_with_ci
+
+# Optimality-gap target: DMC and maze episodes last 1000 steps with rewards in [0, 1] (the paper's γ).
+MAX_RETURN = 1000.0
 
 
 def load_records(paths: list[Path]) -> list[dict[str, Any]]:
@@ -36,8 +40,18 @@ def _pick(record: dict[str, Any], which: str) -> dict[str, Any]:
     return max(evaluations, key=lambda e: e["mean_score"])
 
 
-def summarise(records: list[dict[str, Any]], reps: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """IQM (with a 95 % stratified-bootstrap interval) over runs x tasks, last and best."""
+def summarise(
+    records: list[dict[str, Any]],
+    reps: int = 10_000,
+    seed: int = 0,
+    threshold: float = MAX_RETURN,
+) -> dict[str, Any]:
+    """Aggregates with 95 % stratified-bootstrap intervals over runs x tasks, last and best.
+
+    ``iqm`` and ``ci95`` give the IQM and its interval; ``aggregates`` gives every metric of
+    ``zsrl.stats.METRICS`` as ``{"point": p, "ci95": [low, high]}``, the optimality gap measured
+    below ``threshold`` (in return units).
+    """
     tasks = records[0]["tasks"]
     out: dict[str, Any] = {
         "runs": len(records),
@@ -54,7 +68,8 @@ def summarise(records: list[dict[str, Any]], reps: int = 10_000, seed: int = 0) 
     for which in ("last", "best"):
         entries = [_pick(r, which) for r in records]
         scores = np.array([[e["scores"][t] for t in tasks] for e in entries])  # runs x tasks
-        point, low, high = stratified_bootstrap_ci(scores, iqm, reps=reps, seed=seed)
+        aggregates = aggregate_with_ci(scores, METRICS, reps=reps, seed=seed, threshold=threshold)
+        point, low, high = aggregates["iqm"]
         distances = {}
         for t in tasks:
             finals = [d for e in entries for d in (e["tasks"][t]["final_distance"] or [])]
@@ -62,6 +77,10 @@ def summarise(records: list[dict[str, Any]], reps: int = 10_000, seed: int = 0) 
         out[which] = {
             "iqm": point,
             "ci95": [low, high],
+            "aggregates": {
+                m: {"point": p, "ci95": [lo, hi]} for m, (p, lo, hi) in aggregates.items()
+            },
+            "optimality_gap_threshold": threshold,
             "steps": [e["step"] for e in entries],
             "scores": scores.tolist(),
             "mean_per_task": dict(zip(tasks, scores.mean(0).tolist(), strict=True)),
@@ -84,8 +103,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     for which in ("last", "best"):
         s = summary[which]
         lines.append(
-            f"{which:5s} IQM {s['iqm']:7.1f}  95% CI [{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]"
+            f"{which:5s} {'IQM':14s} {s['iqm']:7.1f}  95% CI [{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]"
         )
+        # summaries written before the other aggregates existed have only the IQM
+        for metric, a in s.get("aggregates", {}).items():
+            if metric != "iqm":
+                label = metric.replace("_", " ")
+                low, high = a["ci95"]
+                lines.append(f"      {label:14s} {a['point']:7.1f}  95% CI [{low:.1f}, {high:.1f}]")
         for task in summary["tasks"]:
             dist = s["mean_final_distance"][task]
             dist_text = "" if dist is None else f"  mean final distance {dist:.3f}"

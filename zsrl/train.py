@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from zsrl.agents import Batch, FBAgent
+from zsrl.agents import Batch, FBAgent, make_agent
 from zsrl.config import RunConfig
 from zsrl.data import Dataset, default_spec, load_or_collect
 from zsrl.envs import get_domain
 from zsrl.evaluate import evaluate
 from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer
 from zsrl.model import FBModel
+from zsrl.probe import ValueProbe
 from zsrl.record import environment_info
 
 CHECKPOINT = "checkpoint.pt"
@@ -77,7 +78,7 @@ def prepare_dataset(
 
 def build_agent(cfg: RunConfig, obs_dim: int, action_dim: int, device: torch.device) -> FBAgent:
     model = FBModel(obs_dim, action_dim, cfg.agent).to(device)
-    return FBAgent(model, cfg.agent)
+    return make_agent(cfg.method, model, cfg.agent)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -102,6 +103,7 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        self.data_root = Path(self.data_root) if self.data_root is not None else None
         self.cfg.validate()
         self.device = resolve_device(self.cfg.train.device)
         if self.cfg.train.threads:
@@ -114,6 +116,9 @@ class Trainer:
         self.model = self.agent.model
         obs = torch.as_tensor(self.dataset.observation, device=self.device)
         self.model.set_obs_stats(obs)
+        self.probe = ValueProbe.from_arrays(
+            self.dataset.observation, self.dataset.action, self.cfg.agent.z_dim, device=self.device
+        )
         self.step = 0
         self.elapsed = 0.0
         self.evaluations: list[dict[str, Any]] = []
@@ -192,8 +197,12 @@ class Trainer:
         """Average the pending metrics with one host synchronisation, check them, append to CSV."""
         if not self.pending:
             return {}
-        keys = list(self.pending[0])
-        means = torch.stack([torch.stack([m[k] for m in self.pending]).mean() for k in keys])
+        probe = self.probe(self.model)  # the value probe at the current weights
+        keys = list(self.pending[0]) + list(probe)
+        means = torch.stack(
+            [torch.stack([m[k] for m in self.pending]).mean() for k in self.pending[0]]
+            + list(probe.values())
+        )
         values = dict(zip(keys, means.tolist(), strict=True))
         self.pending.clear()
         bad = [k for k, v in values.items() if not math.isfinite(v)]

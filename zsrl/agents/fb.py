@@ -21,6 +21,16 @@ from zsrl.model import FBModel
 from zsrl.nets import truncated_normal_sample
 
 
+class Forward(NamedTuple):
+    """Network outputs of the FB loss that a penalty may reuse."""
+
+    F1: Tensor  # N x d: F_1(s, a, z) at the dataset actions
+    F2: Tensor  # N x d
+    h_sz: Tensor  # N x P: the obs-z branch of F at (s, z)
+    B_next: Tensor  # N x d: online B(s')
+    next_mean: Tensor  # N x A: the policy's mean action π(s', z), no gradient
+
+
 class Batch(NamedTuple):
     obs: Tensor  # N x O, already standardised by the model's statistics
     action: Tensor  # N x A
@@ -59,23 +69,28 @@ class FBAgent:
         )
         self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=cfg.lr_actor, foreach=True)
 
-    def sample_z(self, obs: Tensor) -> Tensor:
-        """Task vectors for a batch: sphere samples, half replaced by B of shuffled batch states."""
+    def sample_z(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Task vectors for a batch: sphere samples, half replaced by B of shuffled batch states.
+
+        Returns z (N x d) and the mask of the rows taken from B (N, bool).
+        """
         n = obs.shape[0]
         z = losses.sample_sphere(n, self.cfg.z_dim, obs.device)  # N x d
         with torch.no_grad():
             z_backward = self.model.backward_net(obs[torch.randperm(n, device=obs.device)])  # N x d
         return losses.mix_z(z, z_backward, self.cfg.z_mix_ratio)
 
-    def critic_loss(self, batch: Batch, z: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """L_FB + L_ortho on a batch, and its terms for logging."""
+    def fb_terms(self, batch: Batch, z: Tensor) -> tuple[Tensor, dict[str, Tensor], Forward]:
+        """L_FB + L_ortho on a batch, its terms for logging, and the network outputs it used."""
         cfg, model = self.cfg, self.model
         with torch.no_grad():
             next_mean = model.actor(batch.next_obs, z)  # N x A
             next_action = truncated_normal_sample(next_mean, cfg.actor_std, cfg.actor_std_clip)
             F1_next, F2_next = self.target_forward(batch.next_obs, next_action, z)  # N x d each
             target_M = losses.target_measure(F1_next, F2_next, self.target_backward(batch.next_obs))
-        F1, F2 = model.forward_net(batch.obs, batch.action, z)  # N x d each
+        forward_net = model.forward_net
+        h_sz = forward_net.embed_obs_z(batch.obs, z)  # N x P
+        F1, F2 = forward_net.heads(forward_net.embed_obs_action(batch.obs, batch.action), h_sz)
         B_next = model.backward_net(batch.next_obs)  # N x d
         fb = losses.fb_measure_loss(F1, F2, B_next, target_M, cfg.discount)
         ortho = losses.orthonormality_loss(B_next, cfg.ortho_coefficient)
@@ -86,12 +101,26 @@ class FBAgent:
             "ortho_loss": ortho,
             "target_M": target_M.mean(),
         }
-        return fb.total + ortho, metrics
+        return fb.total + ortho, metrics, Forward(F1, F2, h_sz, B_next, next_mean)
 
-    def update_actor(self, obs: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """One DDPG-style actor step on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §1.7)."""
+    def critic_loss(
+        self, batch: Batch, z: Tensor, from_backward: Tensor, mean: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss that trains F and B (here L_FB + L_ortho), and its terms for logging.
+
+        ``from_backward`` (N, bool) marks the rows whose z came from B and ``mean`` is π(s, z)
+        (N x A, detached); FB uses neither, the conservative variants do.
+        """
+        loss, metrics, _ = self.fb_terms(batch, z)
+        return loss, metrics
+
+    def update_actor(self, obs: Tensor, z: Tensor, mean: Tensor | None = None) -> dict[str, Tensor]:
+        """One DDPG-style actor step on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §1.7).
+
+        ``mean``: π(s, z) with its graph, if the caller computed it already (N x A).
+        """
         cfg = self.cfg
-        mean = self.model.actor(obs, z)  # N x A
+        mean = self.model.actor(obs, z) if mean is None else mean  # N x A
         action = truncated_normal_sample(mean, cfg.actor_std, cfg.actor_std_clip)
         F1, F2 = self.model.forward_net(obs, action, z)  # N x d each
         loss = losses.actor_loss(F1, F2, z)
@@ -103,13 +132,14 @@ class FBAgent:
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """One FB update; returns detached device tensors (no host synchronisation)."""
-        z = self.sample_z(batch.obs)
-        loss, metrics = self.critic_loss(batch, z)
+        z, from_backward = self.sample_z(batch.obs)
+        mean = self.model.actor(batch.obs, z)  # N x A; the critic step leaves the actor unchanged
+        loss, metrics = self.critic_loss(batch, z, from_backward, mean.detach())
         self.fb_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _clamp_grads(self.critic_params, self.cfg.grad_clamp)
         self.fb_optimizer.step()
-        metrics.update(self.update_actor(batch.obs, z))
+        metrics.update(self.update_actor(batch.obs, z, mean))
         with torch.no_grad():
             torch._foreach_lerp_(self._target, self._online, self.cfg.target_tau)
         return {k: v.detach() for k, v in metrics.items()}
