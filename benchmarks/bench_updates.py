@@ -3,7 +3,7 @@
 Prints one table. Run on a quiet machine (nothing else on the cores):
 
     python benchmarks/bench_updates.py [--device cpu] [--threads 2] [--scales quick book paper]
-        [--methods fb vcfb mcfb dvcfb] [--seconds 10]
+        [--methods fb vcfb mcfb dvcfb] [--seconds 10] [--penalty-states 1.0]
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from zsrl.train import resolve_device
 
 
 def time_updates(
-    method: str, scale: str, device: torch.device, seconds: float
+    method: str, scale: str, device: torch.device, seconds: float, penalty_states: float | None
 ) -> tuple[float, int]:
     """Median ms per update over five timed blocks on one fixed batch, and the batch size."""
     cfg = preset(method, "point_mass_maze", scale).agent
+    if penalty_states is not None:
+        cfg.conservative.penalty_states = penalty_states
     torch.manual_seed(0)
     agent = make_agent(method, FBModel(4, 2, cfg).to(device), cfg)
     n = cfg.batch_size
@@ -58,6 +60,12 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", default=["quick", "book", "paper"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seconds", type=float, default=10.0, help="timing budget per cell")
+    parser.add_argument(
+        "--penalty-states",
+        type=float,
+        default=None,
+        help="share of each batch that gets the K action samples (default: the scale's preset)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,7 +77,7 @@ def main() -> None:
     for scale in args.scales:
         base = None
         for method in args.methods:
-            ms, batch = time_updates(method, scale, device, args.seconds)
+            ms, batch = time_updates(method, scale, device, args.seconds, args.penalty_states)
             base = ms if method == "fb" else base
             ratio = f"{ms / base:6.2f}x" if base else "      -"
             print(f"{method:8s} {scale:8s} {batch:6d} {ms:10.2f} {1e3 / ms:10.1f} {ratio}")

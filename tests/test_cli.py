@@ -119,3 +119,11 @@ def test_conservative_methods_train_and_eval(method, capsys, tmp_path, data_dir)
     assert {"penalty", "alpha", "q_data", "q_uniform", "q_policy"} <= set(header)
     code, out, _ = run_main(["eval", str(run), "--data-dir", data_dir], capsys)
     assert code == 0 and "q_uniform" in out
+
+
+def test_book_maze_preset_is_the_configuration_that_learns_the_maze():
+    """results/fb_maze_uniform-reset_book_gamma995/: γ 0.995, τ 0.005, actor lr 3e-5 at book scale."""
+    book = preset("fb", "point_mass_maze", "book").agent
+    assert (book.discount, book.target_tau, book.lr_actor) == (0.995, 0.005, 3e-5)
+    paper = preset("fb", "point_mass_maze", "paper").agent
+    assert (paper.discount, paper.target_tau, paper.lr_actor) == (0.99, 0.01, 1e-4)  # spec

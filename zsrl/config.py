@@ -229,6 +229,12 @@ _METHOD_AGENT: dict[str, dict[str, Any]] = {
 _DOMAIN_AGENT: dict[str, dict[str, Any]] = {
     "point_mass_maze": dict(z_dim=100, discount=0.99),
 }
+# Per-(scale, domain) overrides. At book scale the maze's far goals (200-400 steps away through the
+# doors) need a longer horizon than γ 0.99 gives (0.99^300 ≈ 0.05 of the near goal's weight) and a
+# slower target and actor to stay stable: results/fb_maze_uniform-reset_book_gamma995/.
+_SCALE_DOMAIN_AGENT: dict[tuple[str, str], dict[str, Any]] = {
+    ("book", "point_mass_maze"): dict(discount=0.995, target_tau=0.005, lr_actor=3e-5),
+}
 
 
 def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "book") -> RunConfig:
@@ -243,6 +249,7 @@ def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "bo
         **_METHOD_AGENT.get(method, {}),
         **_DOMAIN_AGENT.get(domain, {}),
         **_SCALE_AGENT[scale],
+        **_SCALE_DOMAIN_AGENT.get((scale, domain), {}),
     }
     return RunConfig(
         method=method,
