@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument("--dataset", default="uniform-reset", help="collector name")
     collect.add_argument("--episodes", type=int, default=None, help="default: the collector's")
     collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument(
+        "--scale",
+        default=None,
+        help="hyperparameter set of collectors that have them (rnd: book, quick)",
+    )
     collect.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
     collect.add_argument("--regenerate", action="store_true", help="collect even if cached")
 
@@ -97,7 +102,7 @@ def default_out(cfg: RunConfig) -> Path:
 def cmd_collect(args: argparse.Namespace) -> None:
     from zsrl.data import default_spec, load_or_collect
 
-    spec = default_spec(args.domain, args.dataset, args.episodes, args.seed)
+    spec = default_spec(args.domain, args.dataset, args.episodes, args.seed, args.scale)
     dataset = load_or_collect(spec, root=args.data_dir, regenerate=args.regenerate)
     print(f"{spec.name}: {len(dataset)} transitions in {dataset.meta['path']}")
     print(f"sha256 {dataset.meta['sha256']}")

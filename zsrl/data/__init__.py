@@ -2,11 +2,13 @@
 
 from zsrl.data.collect import (
     COLLECTORS,
+    Collector,
     CollectorSpec,
     collect,
     collector_names,
     data_dir,
     default_spec,
+    get_collector,
     load_or_collect,
 )
 from zsrl.data.dataset import ACTION_FILTERS, Dataset, DatasetError
@@ -14,6 +16,7 @@ from zsrl.data.dataset import ACTION_FILTERS, Dataset, DatasetError
 __all__ = [
     "ACTION_FILTERS",
     "COLLECTORS",
+    "Collector",
     "CollectorSpec",
     "Dataset",
     "DatasetError",
@@ -21,5 +24,6 @@ __all__ = [
     "collector_names",
     "data_dir",
     "default_spec",
+    "get_collector",
     "load_or_collect",
 ]

@@ -1,18 +1,25 @@
 """Dataset collectors and the named-dataset cache.
 
-Both collectors act open-loop with uniform random actions, so whole batches of episodes are simulated by
-``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one ``env.step`` at a time:
+The two open-loop collectors act with uniform random actions, so whole batches of episodes are
+simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one ``env.step`` at a time:
 
 - ``random``: episodes from the domain's usual start distribution, like ExORL's RANDOM (spec §6.1);
 - ``uniform-reset``: short episodes (10 steps) from states drawn uniformly over the free space
   (positions and velocities), a cheap dataset that covers the whole state space.
+
+The third is closed-loop:
+
+- ``rnd``: episodes from the start distribution, acted by an online agent exploring with a random
+  network distillation reward (:mod:`zsrl.data.rnd`), like ExORL's RND (spec §6.1). Its
+  hyperparameters come in named scales (``book``, the default, and ``quick`` for tests).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import mujoco
@@ -20,6 +27,7 @@ import numpy as np
 from mujoco import rollout
 from tqdm.auto import tqdm
 
+from zsrl.data import rnd
 from zsrl.data.dataset import Dataset, DatasetError, checksum_path
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
@@ -36,52 +44,33 @@ class CollectorSpec:
     episodes: int
     episode_steps: int
     seed: int = 0
+    scale: str | None = None  # the collector's hyperparameter set, for collectors that have them
 
     @property
     def name(self) -> str:
-        return f"{self.domain}__{self.collector}__{self.episodes}x{self.episode_steps}__seed{self.seed}"
+        collector = self.collector if self.scale is None else f"{self.collector}-{self.scale}"
+        return f"{self.domain}__{collector}__{self.episodes}x{self.episode_steps}__seed{self.seed}"
 
 
 StartFn = Callable[[Domain, np.random.Generator, int], np.ndarray]
-
-# collector name -> (start-state sampler, default episodes, default episode length or None = the domain's)
-COLLECTORS: dict[str, tuple[StartFn, int, int | None]] = {
-    "random": (lambda domain, rng, n: domain.sample_start(rng, n), 100, None),
-    "uniform-reset": (lambda domain, rng, n: domain.samplers["free"](rng, n), 10_000, 10),
-}
+CollectFn = Callable[[CollectorSpec, bool], Dataset]
 
 
-def collector_names() -> list[str]:
-    return sorted(COLLECTORS)
+@dataclass(frozen=True)
+class Collector:
+    """A named recipe for a dataset."""
+
+    collect: CollectFn  # (spec, progress) -> dataset
+    episodes: int  # default number of episodes (of the default scale, when there are scales)
+    episode_steps: int | None = None  # None: the domain's episode length
+    scales: Mapping[str, rnd.RNDConfig] = field(default_factory=dict)  # first: the default
 
 
-def default_spec(
-    domain: str, collector: str, episodes: int | None = None, seed: int = 0
-) -> CollectorSpec:
-    """The spec of a named dataset, e.g. ``("point_mass_maze", "uniform-reset")``: 100k transitions."""
-    if collector not in COLLECTORS:
-        raise ValueError(f"unknown dataset {collector!r}; valid datasets: {collector_names()}")
-    dom = get_domain(domain)
-    _, default_episodes, steps = COLLECTORS[collector]
-    return CollectorSpec(
-        domain, collector, episodes or default_episodes, steps or dom.episode_steps, seed
-    )
-
-
-def _state_index(model: mujoco.MjModel, signature: int) -> np.ndarray:
-    """Positions of the ``signature`` components inside a full-physics state vector."""
-    full = np.arange(mujoco.mj_stateSize(model, FULL_STATE), dtype=np.float64)
-    out = np.empty(mujoco.mj_stateSize(model, signature))
-    mujoco.mj_extractState(model, full, FULL_STATE, out, signature)
-    return out.astype(np.int64)
-
-
-def collect(spec: CollectorSpec, chunk_steps: int = 10_000, progress: bool = True) -> Dataset:
-    """Simulate ``spec.episodes`` open-loop episodes of uniform random actions."""
-    if spec.collector not in COLLECTORS:
-        raise ValueError(f"unknown dataset {spec.collector!r}; valid datasets: {collector_names()}")
+def _collect_open_loop(
+    start_fn: StartFn, spec: CollectorSpec, progress: bool = True, chunk_steps: int = 10_000
+) -> Dataset:
+    """Simulate ``spec.episodes`` open-loop episodes of uniform random actions from ``start_fn``."""
     domain = get_domain(spec.domain)
-    start_fn = COLLECTORS[spec.collector][0]
     model = domain.model()
     data = mujoco.MjData(model)
     physics_index = _state_index(model, PHYSICS_STATE)
@@ -117,6 +106,101 @@ def collect(spec: CollectorSpec, chunk_steps: int = 10_000, progress: bool = Tru
         episode=np.repeat(np.arange(E, dtype=np.int32), T),
         meta={"spec": asdict(spec), "name": spec.name},
     )
+
+
+def _collect_rnd(spec: CollectorSpec, progress: bool = True) -> Dataset:
+    """Explore with the RND agent at ``spec.scale`` (spec §6.1)."""
+    assert spec.scale is not None  # checked by collect()
+    cfg = rnd.get_scale(spec.scale)
+    dataset, _ = rnd.explore(
+        get_domain(spec.domain),
+        spec.episodes,
+        spec.episode_steps,
+        spec.seed,
+        cfg,
+        progress=progress,
+        desc=f"collect {spec.name}",
+    )
+    return dataset.with_meta(spec=asdict(spec), name=spec.name)
+
+
+COLLECTORS: dict[str, Collector] = {
+    "random": Collector(
+        partial(_collect_open_loop, lambda domain, rng, n: domain.sample_start(rng, n)), 100
+    ),
+    "uniform-reset": Collector(
+        partial(_collect_open_loop, lambda domain, rng, n: domain.samplers["free"](rng, n)),
+        10_000,
+        10,
+    ),
+    "rnd": Collector(_collect_rnd, rnd.SCALES["book"].episodes, scales=rnd.SCALES),
+}
+
+
+def collector_names() -> list[str]:
+    return sorted(COLLECTORS)
+
+
+def get_collector(name: str) -> Collector:
+    if name not in COLLECTORS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {collector_names()}")
+    return COLLECTORS[name]
+
+
+def _check_scale(collector: str, scale: str | None) -> None:
+    scales = list(get_collector(collector).scales)
+    if scale is not None and scale not in scales:
+        valid = f"valid scales: {scales}" if scales else "it has no scales"
+        raise ValueError(f"unknown scale {scale!r} for dataset {collector!r}; {valid}")
+
+
+def default_spec(
+    domain: str,
+    collector: str,
+    episodes: int | None = None,
+    seed: int = 0,
+    scale: str | None = None,
+) -> CollectorSpec:
+    """The spec of a named dataset, e.g. ``("point_mass_maze", "uniform-reset")``: 100k transitions.
+
+    A collector with scales (``rnd``) takes its default scale unless ``scale`` names another, and its
+    default number of episodes from that scale.
+    """
+    recipe = get_collector(collector)
+    _check_scale(collector, scale)
+    dom = get_domain(domain)
+    if recipe.scales:
+        scale = scale or next(iter(recipe.scales))
+        default_episodes = recipe.scales[scale].episodes
+    else:
+        default_episodes = recipe.episodes
+    return CollectorSpec(
+        domain,
+        collector,
+        episodes or default_episodes,
+        recipe.episode_steps or dom.episode_steps,
+        seed,
+        scale,
+    )
+
+
+def _state_index(model: mujoco.MjModel, signature: int) -> np.ndarray:
+    """Positions of the ``signature`` components inside a full-physics state vector."""
+    full = np.arange(mujoco.mj_stateSize(model, FULL_STATE), dtype=np.float64)
+    out = np.empty(mujoco.mj_stateSize(model, signature))
+    mujoco.mj_extractState(model, full, FULL_STATE, out, signature)
+    return out.astype(np.int64)
+
+
+def collect(spec: CollectorSpec, progress: bool = True) -> Dataset:
+    """Make the dataset of ``spec`` with its collector (no caching: see :func:`load_or_collect`)."""
+    recipe = get_collector(spec.collector)
+    _check_scale(spec.collector, spec.scale)
+    if recipe.scales and spec.scale is None:
+        raise ValueError(
+            f"dataset {spec.collector!r} needs a scale; valid scales: {list(recipe.scales)}"
+        )
+    return recipe.collect(spec, progress)
 
 
 def data_dir() -> Path:

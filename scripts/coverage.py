@@ -1,0 +1,72 @@
+"""Maze coverage of named datasets: side-by-side heat maps and the share of free cells visited.
+
+    python scripts/coverage.py random uniform-reset rnd --out results/datasets/coverage.png
+
+Each argument is a collector name (its default maze dataset, loaded from the cache or collected) or a
+path to a dataset ``.npz``. The fractions are printed, and with ``--out`` written beside the figure as
+JSON together with the command, the dataset names and their checksums.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from zsrl.data import Dataset, collector_names, default_spec, load_or_collect
+from zsrl.data.coverage import plot_coverage, visited_fraction
+from zsrl.io import atomic_write_json
+
+
+def load(name: str, data_dir: Path | None) -> Dataset:
+    """A dataset from a collector name (default maze spec) or from a file path."""
+    if name.endswith(".npz"):
+        return Dataset.load(Path(name))
+    if name not in collector_names():
+        raise ValueError(
+            f"unknown dataset {name!r}; give a .npz path or one of {collector_names()}"
+        )
+    return load_or_collect(default_spec("point_mass_maze", name), root=data_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+", help="collector names or .npz paths")
+    parser.add_argument("--bins", type=int, default=30, help="cells per side of the maze")
+    parser.add_argument("--out", type=Path, default=None, help="figure path; JSON goes beside it")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    try:
+        datasets = {name: load(name, args.data_dir) for name in args.datasets}
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    fractions = {name: visited_fraction(d, args.bins) for name, d in datasets.items()}
+    for name, fraction in fractions.items():
+        print(f"{name:16s} {len(datasets[name]):8d} transitions  {fraction:6.1%} of free cells")
+    if args.out is not None:
+        plot_coverage(datasets, args.out, args.bins)
+        atomic_write_json(
+            args.out.with_suffix(".json"),
+            {
+                "command": "python scripts/coverage.py " + shlex.join(argv),
+                "bins": args.bins,
+                "visited_fraction": fractions,
+                "datasets": {
+                    name: {
+                        "name": d.meta.get("name"),
+                        "transitions": len(d),
+                        "sha256": d.meta.get("sha256"),
+                    }
+                    for name, d in datasets.items()
+                },
+            },
+        )
+        print(f"figure {args.out}, numbers {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
