@@ -22,12 +22,12 @@ run: venv
 	$(PY) -m zsrl train --method fb --domain point_mass_maze --dataset uniform-reset --scale book
 
 test: venv
-	$(PY) -m ruff check zsrl tests benchmarks
+	$(PY) -m ruff check zsrl tests benchmarks scripts
 	$(PY) -m pytest -q
 
 lint: venv
-	$(PY) -m ruff check zsrl tests benchmarks
-	$(PY) -m ruff format --check zsrl tests benchmarks
+	$(PY) -m ruff check zsrl tests benchmarks scripts
+	$(PY) -m ruff format --check zsrl tests benchmarks scripts
 
 bench: venv
 	$(PY) benchmarks/bench_updates.py
