@@ -154,6 +154,9 @@ def test_action_samples_come_from_the_right_sources():
     assert torch.all((at_s[6:] - 0.5).abs() <= 0.3 + 1e-6)  # noisy π(s, z), σ 0.2 clip 0.3
     assert at_s[6:].std().item() == pytest.approx(0.2 * 0.87, rel=0.1)
     assert torch.all((at_next + 0.5).abs() <= 0.3 + 1e-6)  # noisy π(s', z)
+    assert not torch.equal(at_s[6], at_s[7]) and not torch.equal(
+        at_next[0], at_next[1]
+    )  # own noise
 
 
 def test_sampled_forward_scores_each_sample_at_its_own_state():
