@@ -76,7 +76,7 @@ class ForwardNet(nn.Module):
         for head in (self.head1, self.head2):
             first = head[0]
             shared = nn.functional.linear(h_sz, first.weight[:, P:], first.bias)  # G x N x H
-            G, N, H = shared.shape
+            N, H = shared.shape[1:]
             per_sample = torch.cat(
                 [shared[g].expand(count, N, H) for g, count in enumerate(counts)]
             )  # K x N x H

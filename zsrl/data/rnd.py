@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from zsrl.data.dataset import Dataset
 from zsrl.envs import BatchSim, Domain
+from zsrl.nets import mlp
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,6 @@ def get_scale(name: str) -> RNDConfig:
     return SCALES[name]
 
 
-def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(inputs, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, outputs),
-    )
-
-
 class RunningMoments:
     """Running mean and variance of a stream of batches (the parallel-variance merge)."""
 
@@ -144,12 +135,14 @@ class RNDAgent:
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: RNDConfig):
         self.cfg = cfg
-        self.actor = mlp(obs_dim, cfg.hidden, action_dim)
-        self.critics = nn.ModuleList([mlp(obs_dim + action_dim, cfg.hidden, 1) for _ in range(2)])
+        self.actor = mlp(obs_dim, cfg.hidden, 2, action_dim)
+        self.critics = nn.ModuleList(
+            [mlp(obs_dim + action_dim, cfg.hidden, 2, 1) for _ in range(2)]
+        )
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
-        self.rnd_target = mlp(obs_dim, cfg.hidden, cfg.rnd_dim).requires_grad_(False)  # fixed
-        self.predictor = mlp(obs_dim, cfg.hidden, cfg.rnd_dim)
+        self.rnd_target = mlp(obs_dim, cfg.hidden, 2, cfg.rnd_dim).requires_grad_(False)  # fixed
+        self.predictor = mlp(obs_dim, cfg.hidden, 2, cfg.rnd_dim)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.lr)
         self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=cfg.lr)
