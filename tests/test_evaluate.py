@@ -42,6 +42,22 @@ def test_rollouts_are_scored_per_task():
     assert min(results["reach_bottom_right"].final_distance) > 0.05
 
 
+def test_kept_paths_are_the_scored_episodes():
+    tasks = ["reach_top_left", "reach_bottom_right"]
+    plain = evaluate(GoalSeeker(), DOMAIN, tasks, episodes=2, seed=0)
+    kept = evaluate(GoalSeeker(), DOMAIN, tasks, episodes=2, seed=0, keep_paths=True)
+    assert plain["reach_top_left"].paths is None
+    for name in tasks:
+        paths = kept[name].paths  # episodes x steps+1 x P
+        assert paths.shape == (2, DOMAIN.episode_steps + 1, 4)
+        assert kept[name].returns == plain[name].returns
+        final = DOMAIN.tasks[name].distance(paths[:, -1])
+        np.testing.assert_allclose(final, plain[name].final_distance)
+        start = paths[:, 0, :2]
+        assert np.all((start >= [-0.29, 0.15]) & (start <= [-0.15, 0.29]))  # the top-left room
+    assert "paths" not in kept["reach_top_left"].to_dict()  # records stay compact
+
+
 def test_starts_are_paired_and_seeded():
     a = evaluate(GoalSeeker(), DOMAIN, ["reach_top_left"], episodes=2, seed=1)
     b = evaluate(GoalSeeker(), DOMAIN, ["reach_top_left"], episodes=2, seed=1)

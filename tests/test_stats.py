@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from zsrl.results import format_summary, summarise
+from zsrl.results import compare_methods, format_summary, summarise
 from zsrl.stats import (
     aggregate_with_ci,
     iqm,
@@ -287,3 +287,22 @@ def test_summary_reports_every_aggregate_with_its_interval():
     assert summary["best"]["aggregates"]["optimality_gap"]["point"] == pytest.approx(375.0)
     text = format_summary(summary)
     assert "optimality gap" in text and "median" in text
+
+
+def test_compare_methods_scores_each_against_the_reference():
+    low = [record(seed, [(10, {"a": 10.0 * seed, "b": 0.0})]) for seed in (1, 2, 3)]
+    high = [record(seed, [(10, {"a": 500.0 + seed, "b": 50.0})]) for seed in (1, 2, 3)]
+    comparison = compare_methods({"low": low, "high": high}, reps=200)
+    assert comparison["reference"] == "low" and set(comparison["probability_of_improvement"]) == {
+        "high"
+    }
+    # every run of "high" beats every run of "low" on both tasks
+    assert comparison["probability_of_improvement"]["high"] == {"point": 1.0, "ci95": [1.0, 1.0]}
+    assert comparison["methods"]["high"]["best"]["mean_per_task"]["a"] == pytest.approx(502.0)
+    flipped = compare_methods({"low": low, "high": high}, reference="high", reps=200)
+    assert flipped["probability_of_improvement"]["low"]["point"] == 0.0
+    with pytest.raises(ValueError, match="valid: \\['low', 'high'\\]"):
+        compare_methods({"low": low, "high": high}, reference="mid")
+    other_tasks = [record(1, [(10, {"a": 1.0, "c": 2.0})])]
+    with pytest.raises(ValueError, match="different tasks"):
+        compare_methods({"low": low, "odd": other_tasks})

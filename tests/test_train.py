@@ -7,6 +7,7 @@ import torch
 
 from zsrl.config import apply_overrides, preset
 from zsrl.train import (
+    BEST_MODEL,
     CHECKPOINT,
     METRICS,
     RECORD,
@@ -14,6 +15,7 @@ from zsrl.train import (
     NonFiniteLossError,
     Trainer,
     load_checkpoint,
+    load_run,
 )
 
 SMALL = [
@@ -85,6 +87,27 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root, method
 
 def metric_rows(path):
     return [row.split(",")[:1] + row.split(",")[2:] for row in path.read_text().splitlines()]
+
+
+def test_best_weights_are_those_of_the_best_evaluation(tmp_path, data_root):
+    record = Trainer(config(), tmp_path, data_root=data_root, progress=False).run()
+    best = load_checkpoint(tmp_path / BEST_MODEL)
+    first_best = next(
+        e for e in record["evaluations"] if e["mean_score"] == record["best"]["mean_score"]
+    )
+    assert best["step"] == first_best["step"]
+    trainer, step = load_run(tmp_path, "best", data_root=data_root)
+    assert step == best["step"]
+    for name, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, best["model"][name])
+    # the last weights are the checkpoint's, which differ from an untrained model
+    last, step = load_run(tmp_path, "last", data_root=data_root)
+    assert step == 40
+    saved = load_checkpoint(tmp_path / CHECKPOINT)["agent"]["model"]
+    for name, value in last.model.state_dict().items():
+        torch.testing.assert_close(value, saved[name])
+    with pytest.raises(ValueError, match="valid: \\['last', 'best'\\]"):
+        load_run(tmp_path, "final")
 
 
 def test_different_seeds_differ(tmp_path, data_root):

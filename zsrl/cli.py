@@ -7,7 +7,6 @@ value is an error that names it and lists the valid ones.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -65,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=None, help="evaluation seed")
     ev.add_argument("--goal-inference", default=None, help="goal or rewards")
     ev.add_argument("--data-dir", type=Path, default=None)
+    ev.add_argument(
+        "--weights",
+        default="last",
+        choices=["last", "best"],
+        help="the latest checkpoint or the weights of the best evaluation",
+    )
 
     summary = sub.add_parser("summarize", help="IQM with a 95%% interval over runs (seeds)")
     summary.add_argument("runs", type=Path, nargs="+", help="run directories or record files")
@@ -123,15 +128,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from zsrl.evaluate import evaluate
-    from zsrl.train import Trainer, load_checkpoint
+    from zsrl.train import load_run
 
-    path = args.run / "checkpoint.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint in {args.run} (expected {path})")
-    state = load_checkpoint(path)
-    cfg = RunConfig.from_dict(json.loads(state["config"]))
-    trainer = Trainer(cfg, args.run, data_root=args.data_dir, progress=False)
-    trainer.agent.load_state_dict(state["agent"])
+    trainer, step = load_run(args.run, args.weights, data_root=args.data_dir)
+    cfg = trainer.cfg
     results = evaluate(
         trainer.model,
         trainer.domain,
@@ -142,7 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         inference_samples=cfg.eval.inference_samples,
         goal_inference=args.goal_inference or cfg.eval.goal_inference,
     )
-    print(f"{args.run} at step {state['step']}:")
+    print(f"{args.run}, {args.weights} weights (step {step}):")
     for name, r in results.items():
         dist = (
             ""

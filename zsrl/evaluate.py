@@ -26,6 +26,8 @@ class TaskResult:
     score: float  # IQM over episodes (spec §3.5)
     # goal tasks: distance to the goal at the end of each episode
     final_distance: list[float] | None
+    # physics states along each episode (episodes x steps+1 x P), only when asked for: not in records
+    paths: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return {"score": self.score, "returns": self.returns, "final_distance": self.final_distance}
@@ -78,8 +80,13 @@ def evaluate(
     dataset: Dataset | None = None,
     inference_samples: int = 10_000,
     goal_inference: str = "goal",
+    keep_paths: bool = False,
 ) -> dict[str, TaskResult]:
-    """Returns of the deterministic policy π(s, z_task) on every task, episodes per task."""
+    """Returns of the deterministic policy π(s, z_task) on every task, episodes per task.
+
+    With ``keep_paths`` each result also holds the physics state at every step of every episode, for
+    drawing rollouts.
+    """
     tasks = [domain.task(name) for name in (task_names or list(domain.tasks))]
     device = model.obs_mean.device
     z = infer_task_vectors(model, tasks, dataset, inference_samples, seed, goal_inference)  # T x d
@@ -90,20 +97,27 @@ def evaluate(
     sim.set_states(np.tile(starts, (n_tasks, 1)))  # n x P
     states = sim.states()
     returns = np.zeros((n_tasks, episodes))
+    paths = [states] if keep_paths else []
     for _ in range(domain.episode_steps):
         obs = torch.as_tensor(domain.observe(states), device=device)  # n x O
         action = model.act(obs, z_rows).cpu().numpy().astype(np.float64)  # n x A
         states = sim.step(action)  # n x P
+        if keep_paths:
+            paths.append(states)
         per_task = states.reshape(n_tasks, episodes, -1)  # tasks x episodes x P
         act_task = action.reshape(n_tasks, episodes, -1)  # tasks x episodes x A
         for k, task in enumerate(tasks):
             returns[k] += task.reward(per_task[k], act_task[k])
     final = states.reshape(n_tasks, episodes, -1)
+    if keep_paths:
+        # steps+1 x n x P -> tasks x episodes x steps+1 x P
+        stacked = np.stack(paths).reshape(len(paths), n_tasks, episodes, -1).transpose(1, 2, 0, 3)
     return {
         task.name: TaskResult(
             returns=returns[k].tolist(),
             score=iqm(returns[k]),
             final_distance=task.distance(final[k]).tolist() if task.distance else None,
+            paths=stacked[k] if keep_paths else None,
         )
         for k, task in enumerate(tasks)
     }

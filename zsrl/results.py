@@ -116,3 +116,44 @@ def format_summary(summary: dict[str, Any]) -> str:
             dist_text = "" if dist is None else f"  mean final distance {dist:.3f}"
             lines.append(f"      {task:24s} mean return {s['mean_per_task'][task]:7.1f}{dist_text}")
     return "\n".join(lines)
+
+
+def compare_methods(
+    groups: dict[str, list[dict[str, Any]]],
+    reference: str | None = None,
+    which: str = "best",
+    reps: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Several methods' summaries side by side, each against ``reference``, with profiles' scores.
+
+    ``groups`` maps a label to the records of that method's runs (seeds), all scoring the same tasks.
+    Each label gets its :func:`summarise` entry, and, for every label but the reference, the
+    probability that it improves on the reference (runs x tasks of ``which`` evaluation) with a
+    stratified bootstrap 95 % interval. The first label is the reference by default.
+    """
+    from zsrl.stats import probability_of_improvement_ci
+
+    if not groups:
+        raise ValueError("no methods to compare")
+    reference = reference or next(iter(groups))
+    if reference not in groups:
+        raise ValueError(f"unknown reference {reference!r}; valid: {list(groups)}")
+    summaries = {label: summarise(records, reps, seed) for label, records in groups.items()}
+    tasks = {label: s["tasks"] for label, s in summaries.items()}
+    if len({tuple(t) for t in tasks.values()}) != 1:
+        raise ValueError(f"methods score different tasks: {tasks}")
+    ref_scores = summaries[reference][which]["scores"]
+    improvement = {}
+    for label, s in summaries.items():
+        if label != reference:
+            point, low, high = probability_of_improvement_ci(
+                np.array(s[which]["scores"]), np.array(ref_scores), seed=seed
+            )
+            improvement[label] = {"point": point, "ci95": [low, high]}
+    return {
+        "which": which,
+        "reference": reference,
+        "methods": summaries,
+        "probability_of_improvement": improvement,
+    }

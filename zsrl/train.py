@@ -3,6 +3,8 @@
 A run lives in one directory:
 
 - ``checkpoint.pt``: weights, optimiser states, RNG state, step, elapsed time (``weights_only`` loadable);
+- ``best_model.pt``: the model's weights at its best evaluation so far (highest mean score over
+  tasks, the paper's protocol), for drawing and re-evaluating the policy a result quotes;
 - ``metrics.csv``: training metrics, gathered every ``log_every`` updates;
 - ``record.json``: the result record — resolved config, scale, versions, device, wall time, command,
   per-task returns at every evaluation, and the last and best evaluations.
@@ -36,6 +38,7 @@ from zsrl.probe import ValueProbe
 from zsrl.record import environment_info
 
 CHECKPOINT = "checkpoint.pt"
+BEST_MODEL = "best_model.pt"
 METRICS = "metrics.csv"
 RECORD = "record.json"
 
@@ -243,8 +246,21 @@ class Trainer:
             "tasks": {name: r.to_dict() for name, r in results.items()},
             "eval_time_s": time.perf_counter() - start,
         }
+        if all(entry["mean_score"] > e["mean_score"] for e in self.evaluations):
+            self.save_best_model(entry["step"])
         self.evaluations.append(entry)
         return entry
+
+    def save_best_model(self, step: int) -> None:
+        """Keep the model's weights (not the optimisers') of the best evaluation so far."""
+        state = {
+            "step": step,
+            "config": json.dumps(self.cfg.to_dict()),
+            "model": self.model.state_dict(),
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.out_dir / BEST_MODEL, buffer.getvalue())
 
     def write_record(self, complete: bool) -> dict[str, Any]:
         summary = lambda e: {k: e[k] for k in ("step", "mean_score", "scores")}  # noqa: E731
@@ -280,7 +296,7 @@ class Trainer:
         if resume:
             self.resume()
         else:
-            for name in (CHECKPOINT, METRICS, RECORD):
+            for name in (CHECKPOINT, BEST_MODEL, METRICS, RECORD):
                 (self.out_dir / name).unlink(missing_ok=True)
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress)
         clock = time.perf_counter()
@@ -316,6 +332,35 @@ class Trainer:
         tick()
         self.save_checkpoint()
         return self.write_record(complete=True)
+
+
+WEIGHTS = ("last", "best")
+
+
+def load_run(
+    run_dir: Path, which: str = "last", data_root: Path | None = None
+) -> tuple[Trainer, int]:
+    """A finished or stopped run's trainer holding its last or its best weights, and their step.
+
+    ``last`` is the latest checkpoint; ``best`` the weights of the run's best evaluation
+    (``best_model.pt``). The trainer is rebuilt from the configuration saved with the weights, so it
+    brings the run's dataset, domain and tasks with it.
+    """
+    if which not in WEIGHTS:
+        raise ValueError(f"unknown weights {which!r}; valid: {list(WEIGHTS)}")
+    run_dir = Path(run_dir)
+    path = run_dir / (CHECKPOINT if which == "last" else BEST_MODEL)
+    if not path.exists():
+        kind = "checkpoint" if which == "last" else "best-evaluation weights"
+        raise FileNotFoundError(f"no {kind} in {run_dir} (expected {path})")
+    state = load_checkpoint(path)
+    cfg = RunConfig.from_dict(json.loads(state["config"]))
+    trainer = Trainer(cfg, run_dir, data_root=data_root, progress=False)
+    if which == "last":
+        trainer.agent.load_state_dict(state["agent"])
+    else:
+        trainer.model.load_state_dict(state["model"])
+    return trainer, int(state["step"])
 
 
 def _fmt(entry: dict[str, Any]) -> str:

@@ -58,7 +58,8 @@ def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(3.2 * len(datasets), 3.4), squeeze=False, layout="constrained"
     )
-    walls = np.where(free_cells(bins), np.nan, 1.0).T  # y x x: the walls, drawn grey
+    from zsrl.plots import draw_maze
+
     extent = (-EXTENT, EXTENT, -EXTENT, EXTENT)
     for ax, (name, dataset) in zip(axes[0], datasets.items(), strict=True):
         counts = coverage_histogram(dataset, bins).T.astype(float)  # y x x, for imshow
@@ -69,10 +70,8 @@ def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -
             cmap="viridis",
             vmin=0,
         )
-        ax.imshow(walls, origin="lower", extent=extent, cmap="Greys", vmin=0, vmax=1.6)
+        draw_maze(ax, bins, start_room=False)
         ax.set_title(f"{name}\n{visited_fraction(dataset, bins):.0%} of free cells", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="log10 visits")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

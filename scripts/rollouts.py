@@ -1,0 +1,120 @@
+"""Draw zero-shot rollouts of trained maze runs on the maze map (paper Figure 3's panels).
+
+Each run is re-evaluated from its last checkpoint or its best weights with the evaluation seed it
+was trained with; the figure has one row per run and one column per task. Next to the figure go the
+returns of the drawn episodes and their (x, y) paths, with the command that made them.
+
+    python scripts/rollouts.py --run FB=runs/didactic_fb_seed0 --run VC-FB=runs/didactic_vcfb_seed0 \
+        --weights best --out results/didactic_rnd_no_left_book/rollouts
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from zsrl.evaluate import evaluate  # noqa: E402
+from zsrl.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from zsrl.plots import draw_rollouts  # noqa: E402
+from zsrl.record import environment_info  # noqa: E402
+from zsrl.train import WEIGHTS, load_run  # noqa: E402
+
+PATH_STRIDE = 5  # keep every 5th position of the stored paths (1000 steps -> 201 points)
+
+
+def parse_run(text: str) -> tuple[str, Path]:
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"--run takes LABEL=RUN_DIR, got {text!r}")
+    return label, Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=parse_run, action="append", required=True)
+    parser.add_argument("--weights", default="best", choices=list(WEIGHTS))
+    parser.add_argument("--tasks", nargs="+", default=None, help="default: each run's tasks")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, required=True, help="path stem: writes .png .json .npz")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+
+    runs, paths = [], {}
+    for label, run_dir in args.run:
+        trainer, step = load_run(run_dir, args.weights, data_root=args.data_dir)
+        cfg = trainer.cfg
+        tasks = args.tasks or trainer.task_names
+        results = evaluate(
+            trainer.model,
+            trainer.domain,
+            tasks,
+            episodes=args.episodes,
+            seed=cfg.eval.seed,
+            dataset=trainer.dataset,
+            inference_samples=cfg.eval.inference_samples,
+            goal_inference=cfg.eval.goal_inference,
+            keep_paths=True,
+        )
+        runs.append(
+            {
+                "label": label,
+                "run": str(run_dir),
+                "method": cfg.method,
+                "step": step,
+                "weights": args.weights,
+                "tasks": {name: r.to_dict() for name, r in results.items()},
+            }
+        )
+        for name, r in results.items():
+            paths[f"{label}/{name}"] = r.paths[:, ::PATH_STRIDE, :2].astype(np.float32)
+        print(f"{label} ({run_dir}, {args.weights} weights, step {step}):")
+        for name, r in results.items():
+            print(f"  {name:20s} IQM return {r.score:7.1f}")
+
+    tasks = list(runs[0]["tasks"])
+    fig, axes = plt.subplots(
+        len(runs),
+        len(tasks),
+        figsize=(2.6 * len(tasks), 2.6 * len(runs)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for row, run in zip(axes, runs, strict=True):
+        for ax, task in zip(row, tasks, strict=True):
+            draw_rollouts(ax, paths[f"{run['label']}/{task}"], goal=task, color="C3")
+            ax.set_title(
+                f"{run['label']}: {task}\nIQM return {run['tasks'][task]['score']:.0f}", fontsize=9
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out.with_suffix(".png"), dpi=90)
+    plt.close(fig)
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **paths)
+    atomic_write_bytes(args.out.with_suffix(".npz"), buffer.getvalue())
+    atomic_write_json(
+        args.out.with_suffix(".json"),
+        {
+            "command": "python scripts/rollouts.py " + shlex.join(argv),
+            "episodes": args.episodes,
+            "path_stride": PATH_STRIDE,
+            "environment": environment_info(trainer.device),
+            "runs": runs,
+        },
+    )
+    print(f"wrote {args.out.with_suffix('.png')}, .json and .npz")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

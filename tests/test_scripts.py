@@ -1,0 +1,96 @@
+"""The result scripts (rollouts, aggregate, overestimation) on two tiny trained runs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zsrl.config import apply_overrides, preset
+from zsrl.train import Trainer
+
+pytest.importorskip("matplotlib")
+
+TASKS = ["reach_top_left", "reach_top_right"]
+SMALL = [
+    "data.episodes=300",
+    "train.steps=20",
+    "train.log_every=10",
+    "train.eval_every=10",
+    "eval.episodes=2",
+    f"eval.tasks={json.dumps(TASKS)}",
+]
+
+
+def script(name):
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    data_root = tmp_path_factory.mktemp("data")
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for method, seed in (("fb", 0), ("fb", 1), ("vcfb", 0)):
+        cfg = apply_overrides(
+            preset(method, "point_mass_maze", "quick"), [*SMALL, f"train.seed={seed}"]
+        )
+        run_dir = base / f"{method}_seed{seed}"
+        record = Trainer(cfg, run_dir, command="pytest", data_root=data_root, progress=False).run()
+        out[(method, seed)] = (run_dir, record)
+    return data_root, out
+
+
+def test_rollouts_redraw_the_best_evaluation(tmp_path, runs):
+    data_root, out = runs
+    run_dir, record = out[("vcfb", 0)]
+    stem = tmp_path / "roll"
+    argv = ["--run", f"VC={run_dir}", "--weights", "best", "--episodes", "2"]
+    argv += ["--data-dir", str(data_root), "--out", str(stem)]
+    assert script("rollouts").main(argv) == 0
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    (entry,) = saved["runs"]
+    assert entry["step"] == record["best"]["step"]
+    for task in TASKS:  # the same seed and weights as the best evaluation: the same returns
+        assert entry["tasks"][task]["score"] == pytest.approx(record["best"]["scores"][task])
+    paths = np.load(stem.with_suffix(".npz"))
+    assert paths[f"VC/{TASKS[0]}"].shape == (2, 201, 2)
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_aggregate_compares_methods(tmp_path, runs):
+    _, out = runs
+    stem = tmp_path / "agg"
+    argv = [
+        "--method",
+        f"FB={out[('fb', 0)][0].parent}/fb_seed*",
+        "--method",
+        f"VC={out[('vcfb', 0)][0]}",
+    ]
+    assert script("aggregate").main([*argv, "--out", str(stem)]) == 0
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert saved["methods"]["FB"]["runs"] == 2 and saved["methods"]["VC"]["runs"] == 1
+    assert set(saved["probability_of_improvement"]) == {"VC"}
+    assert saved["command"].startswith("python scripts/aggregate.py --method 'FB=")
+    with pytest.raises(SystemExit):
+        script("aggregate").main(["--method", "X=/nonexistent/*", "--out", str(stem)])
+
+
+def test_overestimation_reads_the_logged_q(tmp_path, runs):
+    _, out = runs
+    stem = tmp_path / "fig2"
+    run_dir, record = out[("fb", 0)]
+    argv = ["--run", f"random/1000={run_dir}", "--out", str(stem)]
+    assert script("overestimation").main(argv) == 0
+    (entry,) = json.loads(stem.with_suffix(".json").read_text())["runs"]
+    last_row = (run_dir / "metrics.csv").read_text().splitlines()[-1].split(",")
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert entry["actor_q_last"] == pytest.approx(float(last_row[header.index("actor_q")]))
+    assert entry["best_mean_return"] == pytest.approx(record["best"]["mean_score"])
+    with pytest.raises(SystemExit):
+        script("overestimation").main(["--run", "random=x", "--out", str(stem)])
