@@ -4,6 +4,9 @@ Notation (paper_spec §1): a batch of N transitions (s_i, a_i, s'_i) with task v
 F(s, a, z) in R^d has two heads F_1, F_2; B(s) in R^d is normalised to norm √d. The successor measure
 is M(s, a, s+, z) = F(s, a, z)ᵀ B(s+), so a batch gives an N x N matrix of measures from every (s_i, a_i)
 towards every s'_l, and Q(s, a, z) = F(s, a, z)ᵀ z.
+
+Each function names the equation of the book it implements, as "book eq. (label)": the label of the
+equation in the chapter given (for example eq-fb-measure-loss in "FB representations").
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def off_diagonal_mean(matrix: Tensor) -> Tensor:
 def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor) -> Tensor:
     """M̄[i,l] = min_j F̄_j(s'_i, a'_i, z_i)ᵀ B̄(s'_l), the pessimistic target measure (spec §1.4).
 
+    Book eq. (eq-fb-target), chapter "FB representations".
+
     F1_next, F2_next: N x d target forward heads at (s', a' ~ π(s', z), z); B_next: N x d target B(s').
     """
     M1 = F1_next @ B_next.T  # N x N
@@ -39,7 +44,7 @@ def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor) -> Tensor:
 def fb_measure_loss(
     F1: Tensor, F2: Tensor, B_next: Tensor, target_M: Tensor, discount: Tensor | float
 ) -> FBLoss:
-    """The FB Bellman loss on the successor measure (spec §1.4).
+    """The FB Bellman loss on the successor measure (spec §1.4; book eq. (eq-fb-measure-loss)).
 
     L_FB = ½ Σ_j mean_{i≠l} (F_j(s_i,a_i,z_i)ᵀB(s'_l) − γ_i M̄[i,l])² − Σ_j mean_i F_j(s_i,a_i,z_i)ᵀB(s'_i)
 
@@ -59,7 +64,7 @@ def fb_measure_loss(
 
 
 def orthonormality_loss(B: Tensor, coefficient: float = 1.0) -> Tensor:
-    """λ·(mean_{i≠l} C[i,l]² − 2·mean_i C[i,i]) with C = B Bᵀ (spec §1.5).
+    """λ·(mean_{i≠l} C[i,l]² − 2·mean_i C[i,i]) with C = B Bᵀ (spec §1.5; book eq. (eq-ortho-loss)).
 
     Pushes E_ρ[B(s)B(s)ᵀ] towards the identity. With B normalised to norm √d the diagonal is the
     constant d, so only the off-diagonal part gives a gradient. B: N x d.
@@ -69,7 +74,10 @@ def orthonormality_loss(B: Tensor, coefficient: float = 1.0) -> Tensor:
 
 
 def actor_loss(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
-    """L_π = −mean_i min_j F_j(s_i, ã_i, z_i)ᵀ z_i, with ã_i ~ π(s_i, z_i) (spec §1.7)."""
+    """L_π = −mean_i min_j F_j(s_i, ã_i, z_i)ᵀ z_i, with ã_i ~ π(s_i, z_i) (spec §1.7).
+
+    Book eq. (eq-actor-loss), chapter "FB representations".
+    """
     Q1 = (F1 * z).sum(-1)  # N
     Q2 = (F2 * z).sum(-1)  # N
     return -torch.minimum(Q1, Q2).mean()
@@ -97,7 +105,10 @@ def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> tuple[Tensor, Te
 
 
 def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
-    """Task inference z_r = √d · normalise(mean_k r_k B(s_k)) (spec §4). B: n x d, rewards: n."""
+    """Task inference z_r = √d · normalise(mean_k r_k B(s_k)) (spec §4). B: n x d, rewards: n.
+
+    Book eq. (eq-z-inference), chapter "FB representations".
+    """
     return normalise_to_sphere((rewards[:, None] * B).mean(0))  # d
 
 
@@ -107,7 +118,7 @@ def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
 
 
 def vc_penalty(Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data: Tensor) -> Tensor:
-    """The value-conservative penalty of VC-FB (spec §2.1, §2.3).
+    """The value-conservative penalty of VC-FB (spec §2.1, §2.3; book eq. (eq-vc-penalty)).
 
     P_VC = Σ_j mean_i logsumexp_k Q_j^(k)(i) − mean_i Σ_j Q_j(s_i, a_i, z_i), Q_j = F_jᵀz:
     the CQL gap between a soft maximum of Q over sampled actions and Q of the dataset action.
@@ -120,7 +131,7 @@ def vc_penalty(Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data:
 
 
 def mc_penalty(M1_samples: Tensor, M2_samples: Tensor, M1_data: Tensor, M2_data: Tensor) -> Tensor:
-    """The measure-conservative penalty of MC-FB (spec §2.1, §2.4).
+    """The measure-conservative penalty of MC-FB (spec §2.1, §2.4; book eq. (eq-mc-penalty)).
 
     P_MC = Σ_j mean_{i,l} logsumexp_k M_j^(k)[i,l] − mean_{i,l} Σ_j M_j[i,l], with
     M_j^(k)[i,l] = F_j(x_i^(k), a_i^(k), z_i)ᵀB(s'_l): the same gap as VC-FB, on the successor measure
@@ -136,6 +147,8 @@ def masked_vc_penalty(
     Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data: Tensor, mask: Tensor
 ) -> Tensor:
     """The directed penalty of DVC-FB: :func:`vc_penalty` averaged over the rows where ``mask``.
+
+    Book eq. (eq-dvc-penalty), chapter "Conservative FB".
 
     DVC-FB (spec §2.7, not released by the paper) makes the value conservative only for task vectors
     taken from the backward model, z = B(s⁺) with s⁺ ~ D:
@@ -154,6 +167,8 @@ def masked_vc_penalty(
 
 def lagrange_alpha_loss(log_alpha: Tensor, penalty: Tensor, target: float) -> Tensor:
     """Dual loss of the Lagrange multiplier α = exp(log α) (spec §2.5): −½·α·(P − τ).
+
+    Book eq. (eq-lagrange-alpha), chapter "Conservative FB".
 
     Minimising it over log α raises α while the penalty P exceeds the budget τ and lowers it below.
     The penalty is detached: the dual step updates α only, and does not back-propagate into the

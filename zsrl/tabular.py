@@ -138,7 +138,7 @@ def successor_measure(P: np.ndarray, pi: np.ndarray, gamma: float) -> np.ndarray
     """M(s, a, ·) = Σ_{t≥0} γᵗ Pr(s_{t+1} = · | s_0 = s, a_0 = a, π) = P[s, a, :] (I − γ P_pi)⁻¹.
 
     The first step is action a, every later one follows π. Shape S x A x S; each M(s, a, ·) sums to
-    1/(1 − γ).
+    1/(1 − γ). Book eq. (eq-successor-measure), chapter "Successor measures".
     """
     n = P.shape[0]
     resolvent = np.linalg.inv(np.eye(n) - gamma * policy_matrix(P, pi))  # S x S
@@ -151,6 +151,7 @@ def q_values(M: np.ndarray, reward: np.ndarray) -> np.ndarray:
     This is the Q-function with the reward received on arrival in s_{t+1}:
     Q(s, a) = E[Σ_{t≥0} γᵗ r(s_{t+1}) | s_0 = s, a_0 = a, π], which satisfies the Bellman equation
     Q(s, a) = Σ_{s'} P(s' | s, a) [r(s') + γ Σ_{a'} π(s', a') Q(s', a')].
+    Book eq. (eq-q-from-m), chapter "Successor measures".
     """
     return M @ reward  # S x A
 
