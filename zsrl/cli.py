@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from zsrl.config import METHODS, SCALES, RunConfig, apply_overrides, preset
+from zsrl.config import METHODS, SCALES, RunConfig, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,22 +78,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    cfg = preset(args.method, args.domain, args.scale)
-    overrides = list(args.set)
-    flags = {
-        "data.name": args.dataset,
-        "data.n_transitions": args.n_transitions,
-        "data.action_filter": args.action_filter,
-        "train.seed": args.seed,
-        "train.steps": args.steps,
-        "train.device": args.device,
-        "train.threads": args.threads,
-        "eval.tasks": args.tasks,
-    }
-    overrides += [f"{k}={v!r}" for k, v in flags.items() if v is not None]
-    cfg = apply_overrides(cfg, overrides)
-    cfg.validate()
-    return cfg
+    return resolve(
+        args.method,
+        args.domain,
+        args.scale,
+        dataset=args.dataset,
+        n_transitions=args.n_transitions,
+        action_filter=args.action_filter,
+        seed=args.seed,
+        steps=args.steps,
+        device=args.device,
+        threads=args.threads,
+        tasks=args.tasks,
+        overrides=args.set,
+    )
 
 
 def default_out(cfg: RunConfig) -> Path:

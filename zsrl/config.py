@@ -261,6 +261,47 @@ def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "bo
     )
 
 
+def resolve(
+    method: str = "fb",
+    domain: str = "point_mass_maze",
+    scale: str = "book",
+    dataset: str | None = None,
+    n_transitions: int | None = None,
+    action_filter: str | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    tasks: list[str] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> RunConfig:
+    """The preset for (method, domain, scale) with the usual run options set, validated.
+
+    This is what ``python -m zsrl train`` and ``book/run_experiment.ipynb`` run: an option left at
+    None keeps the preset's value, ``overrides`` are ``section.key=value`` strings applied last. A bad
+    choice is a ValueError naming it and listing the valid ones.
+    """
+    flags = {
+        "data.name": dataset,
+        "data.n_transitions": n_transitions,
+        "data.action_filter": action_filter,
+        "train.seed": seed,
+        "train.steps": steps,
+        "train.device": device,
+        "train.threads": threads,
+        "eval.tasks": tasks,
+    }
+    for name, value in (("n_transitions", n_transitions), ("steps", steps), ("threads", threads)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    settings = [f"{k}={v!r}" for k, v in flags.items() if v is not None]
+    cfg = apply_overrides(preset(method, domain, scale), [*settings, *overrides])
+    cfg.validate()
+    return cfg
+
+
 def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply ``section.key=value`` strings (values parsed as Python literals, else kept as strings)."""
     import ast

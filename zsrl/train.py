@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from zsrl.agents import Batch, FBAgent, make_agent
 from zsrl.config import RunConfig

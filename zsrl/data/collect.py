@@ -25,7 +25,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 from mujoco import rollout
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from zsrl.data import rnd
 from zsrl.data.dataset import Dataset, DatasetError, checksum_path

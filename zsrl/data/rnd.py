@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from zsrl.data.dataset import Dataset
 from zsrl.envs import BatchSim, Domain

@@ -1,0 +1,135 @@
+"""The book's sources: the experiment notebook under papermill, page format, equation labels, editions.
+
+The strict HTML build and the browser check run in `make book` and `make screenshots` (both in
+`make test`); the nbval regression notebooks live in tests/nbval/ and run under `pytest --nbval`.
+"""
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from zsrl.config import METHODS
+
+ROOT = Path(__file__).parents[1]
+BOOK = ROOT / "book"
+NOTEBOOK = BOOK / "run_experiment.ipynb"
+
+papermill = pytest.importorskip("papermill")
+yaml = pytest.importorskip("yaml")
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in BOOK.rglob("*.md") if "_static" not in p.parts)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monkeypatch):
+    monkeypatch.setenv("ZSRL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "out.ipynb"
+    run_dir = tmp_path / "run"
+    parameters = dict(method=method, scale="quick", steps=60, threads=1, out_dir=str(run_dir))
+    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, progress_bar=False)
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["method"] == method and record["scale"] == "quick"
+    assert record["steps_done"] == 60 and record["complete"]
+    assert record["command"].startswith("papermill book/run_experiment.ipynb")
+    assert f"-p method {method}" in record["command"]
+    executed = json.loads(out.read_text())
+    images = [
+        o
+        for c in executed["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 3  # learning curves, per-task returns, rollouts
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("method", "cql2", "unknown method 'cql2'; valid choices: ['dvcfb', 'fb', 'mcfb', 'vcfb']"),
+        ("scale", "huge", "unknown scale 'huge'; valid choices"),
+        ("dataset", "d4rl", "unknown dataset 'd4rl'; valid choices"),
+        ("steps", -3, "steps must be a positive integer or None, got -3"),
+    ],
+)
+def test_a_bad_parameter_fails_in_the_first_cell(tmp_path, name, value, message):
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(
+            str(NOTEBOOK), str(out), parameters={name: value}, progress_bar=False
+        )
+    assert message in str(error.value)
+    executed = json.loads(out.read_text())
+    code = [c for c in executed["cells"] if c["cell_type"] == "code"]
+    tags = [c["metadata"].get("tags", []) for c in code]
+    first = tags.index(["parameters"]) + 2  # after the parameters and papermill's injected cell
+    failed = [
+        i for i, c in enumerate(code) if any(o["output_type"] == "error" for o in c["outputs"])
+    ]
+    assert failed == [first]
+
+
+def test_notebooks_carry_no_outputs_and_a_python3_kernel():
+    notebook = json.loads(NOTEBOOK.read_text())
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    for page in pages():
+        text = page.read_text()
+        if "{code-cell}" in text:
+            header = yaml.safe_load(text.split("---", 2)[1])
+            assert header["kernelspec"]["name"] == "python3", page
+
+
+def test_every_page_is_in_the_table_of_contents():
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = set(re.findall(r"file:\s*(\S+)", toc))
+    found = {str(p.relative_to(ROOT).with_suffix("")) for p in [*pages(), NOTEBOOK]}
+    assert found == listed
+
+
+def test_equations_cited_by_the_code_are_defined_once_in_the_book():
+    cited = set()
+    for source in (ROOT / "zsrl").rglob("*.py"):
+        cited |= set(re.findall(r"book eq\. \((eq-[a-z0-9-]+)\)", source.read_text(), re.I))
+    assert {"eq-fb-measure-loss", "eq-vc-penalty", "eq-mc-penalty"} <= cited
+    text = "\n".join(p.read_text() for p in pages())
+    for label in sorted(cited):
+        defined = re.findall(rf"\$\$\s*\({re.escape(label)}\)", text)
+        assert len(defined) == 1, f"{label} is defined {len(defined)} times in the book"
+
+
+def test_the_student_edition_leaves_out_the_solutions(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "student_toc", ROOT / "scripts" / "student_toc.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "toc.yml"
+    assert module.main([str(ROOT / "_toc.yml"), str(out)]) == 0
+    full = set(re.findall(r"file:\s*(\S+)", (ROOT / "_toc.yml").read_text()))
+    student = set(re.findall(r"file:\s*(\S+)", out.read_text()))
+    solutions = {f for f in full if "/solutions/" in f}
+    assert solutions and student == full - solutions
+
+
+def test_book_cache_is_emptied_when_the_code_changes(tmp_path):
+    spec = importlib.util.spec_from_file_location("book_cache", ROOT / "scripts" / "book_cache.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = tmp_path / "zsrl"
+    code.mkdir()
+    (code / "a.py").write_text("x = 1\n")
+    cache = tmp_path / "cache"
+    assert module.refresh(cache, [code]) is False  # a new cache
+    (cache / "executed").write_text("page outputs")
+    assert module.refresh(cache, [code]) is False and (cache / "executed").exists()
+    (code / "a.py").write_text("x = 2\n")
+    assert module.refresh(cache, [code]) is True and not (cache / "executed").exists()
