@@ -39,13 +39,57 @@ class Report:
 
 
 def call(report: Report, function: Callable[..., Any], *args: Any, label: str = "") -> Any | None:
-    """``function(*args)``, or None with the failure written into ``report``."""
+    """``function(*args)``, or None with the failure written into ``report``.
+
+    A function that returns None (a forgotten ``return``) is reported too.
+    """
+    name = getattr(function, "__name__", repr(function))
     try:
-        return function(*args)
+        result = function(*args)
     except NotImplementedError:
-        report.fail(f"{function.__name__} is not implemented yet (it raises NotImplementedError)")
+        report.fail(f"{name} is not implemented yet (it raises NotImplementedError)")
+        return None
     except Exception as error:  # noqa: BLE001 - a student's function may raise anything
-        report.fail(f"{function.__name__}{label} raised {type(error).__name__}: {error}")
+        report.fail(f"{name}{label} raised {type(error).__name__}: {error}")
+        return None
+    if result is None:
+        report.fail(f"{name}{label} returned None: is a `return` missing?")
+    return result
+
+
+def as_array(value: Any) -> np.ndarray | None:
+    """``value`` (array, tensor, number or nested lists) as a float64 array, or None if it is not one."""
+    try:
+        if hasattr(value, "detach"):
+            value = value.detach().cpu()
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def matches(got: Any, expected: Any, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """Whether ``got`` equals ``expected`` in shape and values (a silent :func:`compare`)."""
+    got_array, want = as_array(got), as_array(expected)
+    return (
+        got_array is not None
+        and want is not None
+        and got_array.shape == want.shape
+        and bool(np.all(np.isfinite(got_array)))
+        and bool(np.allclose(got_array, want, rtol=rtol, atol=atol))
+    )
+
+
+def diagnose(
+    got: Any, mistakes: dict[str, Any], rtol: float = 1e-4, atol: float = 1e-5
+) -> str | None:
+    """The hint of the first typical mistake whose result ``got`` reproduces, else None.
+
+    ``mistakes`` maps a hint (what the mistake is and how to fix it) to the value that mistake gives
+    on the same input.
+    """
+    for hint, value in mistakes.items():
+        if matches(got, value, rtol, atol):
+            return hint
     return None
 
 
@@ -59,10 +103,11 @@ def compare(
     context: str = "",
 ) -> bool:
     """Whether ``got`` matches ``expected`` in shape and values; explains the first mismatch."""
-    got_array = np.asarray(got.detach().cpu() if hasattr(got, "detach") else got, dtype=np.float64)
-    want = np.asarray(
-        expected.detach().cpu() if hasattr(expected, "detach") else expected, dtype=np.float64
-    )
+    got_array, want = as_array(got), as_array(expected)
+    if got_array is None:
+        report.fail(f"{name}{context}: got a {type(got).__name__}, expected an array of numbers")
+        return False
+    assert want is not None, "the reference must be numeric"
     if got_array.shape != want.shape:
         report.fail(f"{name}{context}: shape {got_array.shape}, expected {want.shape}")
         return False
@@ -70,6 +115,9 @@ def compare(
         report.fail(f"{name}{context}: contains NaN or infinite values")
         return False
     close = np.isclose(got_array, want, rtol=rtol, atol=atol)
+    if not close.all() and want.ndim == 0:
+        report.fail(f"{name}{context}: got {float(got_array):.6g}, expected {float(want):.6g}")
+        return False
     if not close.all():
         index = tuple(int(i) for i in np.argwhere(~close)[0])
         where = f" at index {index}" if index else ""
