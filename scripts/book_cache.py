@@ -1,10 +1,12 @@
-"""Keep the book's execution cache only while the code and results it ran on are unchanged.
+"""Keep the book's executed pages only while the code and results they ran on are unchanged.
 
-Jupyter Book keys its cache on each notebook's code cells; a page that imports ``zsrl`` or reads
-``results/`` would keep stale outputs after those change. This script hashes every file under the
-given folders and empties the cache folder when the hash differs from the one stored in it.
+Jupyter Book keys its execution cache on each notebook's code cells, and Sphinx re-reads only the
+pages whose source changed: a page that imports ``zsrl`` or reads ``results/`` would keep outputs
+of code that is no longer there. This script hashes every file under the given folders and, when the
+hash differs from the one stored in the build folder, removes the execution cache, the executed
+notebooks, Sphinx's saved environment and the HTML, so that every page executes again.
 
-    python scripts/book_cache.py _build/.jupyter_cache zsrl results
+    python scripts/book_cache.py _build zsrl results
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 KEY_FILE = "zsrl_cache_key"
+# what Jupyter Book 1 keeps between builds in its build folder
+STALE = (".jupyter_cache", "jupyter_execute", ".doctrees", "html")
 
 
 def tree_hash(folders: list[Path]) -> str:
@@ -30,25 +34,30 @@ def tree_hash(folders: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def refresh(cache: Path, folders: list[Path]) -> bool:
-    """Empty ``cache`` if it was made with other contents of ``folders``; True if it was emptied."""
+def refresh(build: Path, folders: list[Path]) -> bool:
+    """Clear ``build``'s executed pages unless they were made with these contents of ``folders``.
+
+    Returns True when something was cleared (a new build folder has nothing to clear).
+    """
     key = tree_hash(folders)
-    stored = cache / KEY_FILE
-    stale = stored.exists() and stored.read_text().strip() != key
-    if stale or not stored.exists():
-        shutil.rmtree(cache, ignore_errors=True)
-        cache.mkdir(parents=True)
-        stored.write_text(key + "\n")
-    return stale
+    stored = build / KEY_FILE
+    if stored.exists() and stored.read_text().strip() == key:
+        return False
+    stale = [build / name for name in STALE if (build / name).exists()]
+    for path in stale:
+        shutil.rmtree(path)
+    build.mkdir(parents=True, exist_ok=True)
+    stored.write_text(key + "\n")
+    return bool(stale)
 
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    cache, folders = Path(argv[0]), [Path(a) for a in argv[1:]]
-    if refresh(cache, folders):
-        print(f"book cache {cache}: {', '.join(argv[1:])} changed, every page runs again")
+    build, folders = Path(argv[0]), [Path(a) for a in argv[1:]]
+    if refresh(build, folders):
+        print(f"book build {build}: {', '.join(argv[1:])} changed, every page executes again")
     return 0
 
 

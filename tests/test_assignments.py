@@ -7,13 +7,7 @@ import torch
 from zsrl import losses, tabular
 from zsrl.assignments import Report, a1_successor_measure, a2_fb_loss, a3_vc_penalty, call
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def text(report: Report) -> str:

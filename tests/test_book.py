@@ -90,7 +90,7 @@ def test_notebooks_carry_no_outputs_and_a_python3_kernel():
 
 def test_every_page_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
-    listed = set(re.findall(r"file:\s*(\S+)", toc))
+    listed = set(re.findall(r"(?:file|root):\s*(\S+)", toc))
     found = {str(p.relative_to(ROOT).with_suffix("")) for p in [*pages(), NOTEBOOK]}
     assert found == listed
 
@@ -127,9 +127,14 @@ def test_book_cache_is_emptied_when_the_code_changes(tmp_path):
     code = tmp_path / "zsrl"
     code.mkdir()
     (code / "a.py").write_text("x = 1\n")
-    cache = tmp_path / "cache"
-    assert module.refresh(cache, [code]) is False  # a new cache
-    (cache / "executed").write_text("page outputs")
-    assert module.refresh(cache, [code]) is False and (cache / "executed").exists()
+    build = tmp_path / "_build"
+    assert module.refresh(build, [code]) is False  # a new build folder: nothing to clear
+    executed = [build / name / "page" for name in module.STALE]
+    for path in executed:
+        path.parent.mkdir(parents=True)
+        path.write_text("outputs")
+    assert module.refresh(build, [code]) is False and all(p.exists() for p in executed)
     (code / "a.py").write_text("x = 2\n")
-    assert module.refresh(cache, [code]) is True and not (cache / "executed").exists()
+    assert module.refresh(build, [code]) is True
+    assert not any(p.parent.exists() for p in executed)
+    assert module.refresh(build, [code]) is False

@@ -18,15 +18,6 @@ def world():
     return g, P, pi
 
 
-@pytest.fixture
-def one_thread():
-    """The FB tables are tiny: one thread is fastest and immune to contention from other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_policy(n_states, n_actions, seed=0):
     return np.random.default_rng(seed).dirichlet(np.ones(n_actions), size=n_states)  # S x A
 
