@@ -94,3 +94,23 @@ def test_overestimation_reads_the_logged_q(tmp_path, runs):
     assert entry["best_mean_return"] == pytest.approx(record["best"]["mean_score"])
     with pytest.raises(SystemExit):
         script("overestimation").main(["--run", "random=x", "--out", str(stem)])
+
+
+def test_value_maps_average_q_over_the_action_fans(tmp_path, runs):
+    data_root, out = runs
+    run_dir, _ = out[("fb", 0)]
+    stem = tmp_path / "maps"
+    argv = ["--run", f"FB={run_dir}", "--task", TASKS[1], "--bins", "12", "--weights", "last"]
+    module = script("value_maps")
+    assert module.main([*argv, "--data-dir", str(data_root), "--out", str(stem)]) == 0
+    maps = np.load(stem.with_suffix(".npz"))
+    left, right = maps["FB/left"], maps["FB/right"]
+    assert left.shape == right.shape == (12, 12)
+    walls = np.isnan(left)
+    assert walls.any() and not walls.all() and np.array_equal(walls, np.isnan(right))
+    fan_left, fan_right = module.action_fans()
+    assert (fan_left[:, 0] < 0).all() and (fan_right[:, 0] > 0).all()
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert saved["runs"][0]["mean_left_minus_right"] == pytest.approx(
+        float(np.nanmean(left - right)), rel=1e-5
+    )

@@ -1,0 +1,118 @@
+"""Maps of predicted values over the maze: what conservatism suppresses (book, "Conservative FB").
+
+For each run and task, on a grid of maze positions at rest, the trained model's Q(s, a, z_task) =
+min_j F_j(s, a, z)ᵀz is averaged over a fixed fan of "left" actions (a_x < 0) and over the mirrored fan
+of "right" actions (a_x > 0). On the didactic data (every left action removed) the difference
+left − right is the value the model gives actions it never saw, relative to ones it did.
+
+    python scripts/value_maps.py --run FB=runs/didactic_fb_seed0 --run VC-FB=runs/didactic_vcfb_seed0 \
+        --task reach_top_right --out results/didactic_rnd_no_left_book/value_maps
+
+Writes STEM.npz (the maps, NaN inside walls) and STEM.json (the runs, steps, weights and command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zsrl.data.coverage import EXTENT, free_cells
+from zsrl.evaluate import infer_task_vectors
+from zsrl.io import atomic_write_bytes, atomic_write_json
+from zsrl.record import environment_info
+from zsrl.train import WEIGHTS, load_run
+
+FAN = 7  # actions per fan
+
+
+def action_fans() -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm actions pointing left (angles 90°..270°) and their mirror images to the right."""
+    angles = np.linspace(np.pi / 2 + 0.2, 3 * np.pi / 2 - 0.2, FAN)  # FAN
+    left = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # FAN x 2, a_x < 0
+    right = left * np.array([-1.0, 1.0])  # FAN x 2, a_x > 0
+    return left.astype(np.float32), right.astype(np.float32)
+
+
+@torch.no_grad()
+def value_maps(trainer, task: str, bins: int) -> dict[str, np.ndarray]:
+    """Mean Q over the left fan and the right fan at each free cell: two (bins, bins) maps [y, x]."""
+    model = trainer.model
+    device = model.obs_mean.device
+    cfg = trainer.cfg
+    z = infer_task_vectors(
+        model,
+        [trainer.domain.task(task)],
+        trainer.dataset,
+        cfg.eval.inference_samples,
+        cfg.eval.seed,
+        cfg.eval.goal_inference,
+    )  # 1 x d
+    edges = np.linspace(-EXTENT, EXTENT, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2  # bins
+    x, y = np.meshgrid(centres, centres, indexing="xy")  # bins x bins, [y, x]
+    states = np.stack([x.ravel(), y.ravel(), 0 * x.ravel(), 0 * y.ravel()], axis=1)  # cells x 4
+    obs = torch.as_tensor(trainer.domain.observe(states), device=device)  # cells x O
+    z = z.expand(len(obs), -1)  # cells x d
+    out = {}
+    for name, fan in zip(("left", "right"), action_fans(), strict=True):
+        q = torch.stack(
+            [
+                model.q_value(obs, torch.as_tensor(a, device=device).expand(len(obs), -1), z)
+                for a in fan
+            ]
+        )  # FAN x cells
+        out[name] = q.mean(0).cpu().numpy().reshape(bins, bins)  # bins x bins
+    walls = ~free_cells(bins).T  # bins x bins, [y, x]
+    return {k: np.where(walls, np.nan, v) for k, v in out.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--weights", default="best", choices=list(WEIGHTS))
+    parser.add_argument("--bins", type=int, default=40)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, required=True, help="path stem: writes .npz and .json")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    maps, runs = {}, []
+    for item in args.run:
+        label, sep, run_dir = item.partition("=")
+        if not sep:
+            parser.error(f"--run takes LABEL=RUN_DIR, got {item!r}")
+        trainer, step = load_run(Path(run_dir), args.weights, data_root=args.data_dir)
+        for name, values in value_maps(trainer, args.task, args.bins).items():
+            maps[f"{label}/{name}"] = values.astype(np.float32)
+        gap = np.nanmean(maps[f"{label}/left"] - maps[f"{label}/right"])
+        runs.append(
+            {"label": label, "run": run_dir, "method": trainer.cfg.method, "step": step,
+             "weights": args.weights, "mean_left_minus_right": float(gap)}
+        )  # fmt: skip
+        print(f"{label} ({args.weights} weights, step {step}): mean Q(left) − Q(right) {gap:.3g}")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **maps)
+    atomic_write_bytes(args.out.with_suffix(".npz"), buffer.getvalue())
+    atomic_write_json(
+        args.out.with_suffix(".json"),
+        {
+            "command": "python scripts/value_maps.py " + shlex.join(argv),
+            "task": args.task,
+            "bins": args.bins,
+            "fan": {k: v.tolist() for k, v in zip(("left", "right"), action_fans(), strict=True)},
+            "environment": environment_info(trainer.device),
+            "runs": runs,
+        },
+    )
+    print(f"wrote {args.out.with_suffix('.npz')} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
