@@ -36,6 +36,7 @@ book: venv
 
 # The student edition: the same book without the assignment solutions.
 book-student: venv
+	$(PY) scripts/book_cache.py _build/student/_build zsrl results
 	$(PY) scripts/student_toc.py _toc.yml _build/student/_toc.yml
 	$(JB) build . --builder html -n -W --keep-going --toc _build/student/_toc.yml \
 		--path-output _build/student
@@ -67,7 +68,7 @@ bench: venv
 # Re-execute the nbval regression notebooks, storing their new outputs (say why in the commit).
 regression-update: venv
 	for nb in tests/nbval/*.ipynb; do \
-		$(VENV)/bin/jupytext --execute --update --to ipynb "$$nb" -q || exit 1; done
+		$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs _build .pytest_cache .ruff_cache

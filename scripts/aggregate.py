@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsrl.io import atomic_write_json  # noqa: E402
+from zsrl.plots import save_figure  # noqa: E402
 from zsrl.results import MAX_RETURN, compare_methods, load_records  # noqa: E402
 from zsrl.stats import performance_profile_ci, plot_performance_profiles  # noqa: E402
 
@@ -81,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, s in comparison["methods"].items()
     }
     plot_performance_profiles(profiles, ax=right, xlabel="return τ")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out.with_suffix(".png"), dpi=90)
+    save_figure(fig, args.out.with_suffix(".png"))
     plt.close(fig)
     atomic_write_json(args.out.with_suffix(".json"), comparison)
     print(f"wrote {args.out.with_suffix('.json')} and .png")

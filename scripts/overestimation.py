@@ -1,7 +1,7 @@
 """FB's predicted values and returns against dataset size and quality (paper Figure 2).
 
 Top row: the actor's Q (mean over the batch of min_j F_j(s, π(s, z), z)ᵀz, the paper's logged "Q") over
-training, log scale, one panel per dataset and one line per size; bottom row: the mean return over the
+training, symlog scale, one panel per dataset and one line per size; bottom row: the mean return over the
 tasks at each evaluation.
 
     python scripts/overestimation.py --run random/1000=runs/fig2_random_n1000 \
@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsrl.io import atomic_write_json  # noqa: E402
-from zsrl.plots import evaluation_curve, read_metrics  # noqa: E402
+from zsrl.plots import evaluation_curve, read_metrics, save_figure  # noqa: E402
 from zsrl.results import load_records  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 "last_step": int(steps[-1]),
                 "actor_q_last": float(q[-1]),
                 "actor_q_max": float(q.max()),
-                "log10_actor_q_last": float(np.log10(max(q[-1], 1e-12))),
+                "log10_actor_q_last": float(np.log10(q[-1])) if q[-1] > 0 else None,
                 "best_mean_return": float(returns[eval_keep].max()),
             }
         )
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         bottom.set_xlabel("updates")
         bottom.set_ylim(-20, 1000)
         top.legend(frameon=False, fontsize=8)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out.with_suffix(".png"), dpi=90)
+    save_figure(fig, args.out.with_suffix(".png"))
     plt.close(fig)
     atomic_write_json(
         args.out.with_suffix(".json"),

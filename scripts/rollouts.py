@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from zsrl.evaluate import evaluate  # noqa: E402
 from zsrl.io import atomic_write_bytes, atomic_write_json  # noqa: E402
-from zsrl.plots import draw_rollouts  # noqa: E402
+from zsrl.plots import draw_rollouts, save_figure  # noqa: E402
 from zsrl.record import environment_info  # noqa: E402
 from zsrl.train import WEIGHTS, load_run  # noqa: E402
 
@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:20s} IQM return {r.score:7.1f}")
 
     tasks = list(runs[0]["tasks"])
+    for run in runs:
+        if list(run["tasks"]) != tasks:
+            parser.error(
+                f"runs score different tasks: {run['label']} has {list(run['tasks'])}, "
+                f"{runs[0]['label']} has {tasks}; pass --tasks"
+            )
     fig, axes = plt.subplots(
         len(runs),
         len(tasks),
@@ -95,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             ax.set_title(
                 f"{run['label']}: {task}\nIQM return {run['tasks'][task]['score']:.0f}", fontsize=9
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out.with_suffix(".png"), dpi=90)
+    save_figure(fig, args.out.with_suffix(".png"))
     plt.close(fig)
 
     buffer = io.BytesIO()

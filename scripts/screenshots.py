@@ -4,8 +4,8 @@ The HTML is served locally (``http.server`` on a free port) exactly as a reader'
 each page Chromium runs the page's JavaScript (MathJax included) and dumps the resulting DOM, then
 takes a screenshot. A page fails when
 
-- it has display or inline math in its source but MathJax rendered none of it (no ``mjx-container``),
-  or some TeX is left unrendered (a MathJax error node);
+- it is marked as holding math but MathJax rendered none (no ``mjx-container``), or MathJax reports
+  a TeX error (an ``mjx-merror`` node);
 - it has fewer images than asked for, or an image whose file is missing or empty;
 - its screenshot is blank (a single colour).
 
@@ -95,11 +95,15 @@ def check_page(browser: str, base: str, root: Path, page: Page, out: Path) -> li
         problems.append(f"{page.path}: {len(local)} images, expected at least {page.min_images}")
     page_dir = (root / page.path).parent
     for src in local:
-        file = (page_dir / unquote(urlparse(src).path)).resolve()
+        path = unquote(urlparse(src).path)
+        file = (root / path.lstrip("/") if path.startswith("/") else page_dir / path).resolve()
         if not file.is_file() or file.stat().st_size == 0:
             problems.append(f"{page.path}: image {src} is missing or empty")
     shot = out / (page.path.replace("/", "__").removesuffix(".html") + ".png")
-    chromium(browser, f"--screenshot={shot}", url)
+    shot.unlink(missing_ok=True)  # never judge an old screenshot
+    taken = chromium(browser, f"--screenshot={shot}", url)
+    if taken.returncode != 0:
+        problems.append(f"{page.path}: the browser exited with {taken.returncode}")
     if not shot.is_file():
         problems.append(f"{page.path}: no screenshot was taken")
     elif blank(shot):

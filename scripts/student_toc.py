@@ -1,6 +1,6 @@
 """Write the student edition's table of contents: the book's ``_toc.yml`` without the solutions.
 
-    python scripts/student_toc.py _toc.yml _build/_toc_student.yml
+    python scripts/student_toc.py _toc.yml _build/student/_toc.yml
 
 Every entry whose file lies under a ``solutions/`` folder is dropped with its sections, so the student
 build (``make book-student``) neither renders nor executes the reference solutions.

@@ -26,13 +26,13 @@ from zsrl.data.coverage import EXTENT, free_cells
 from zsrl.evaluate import infer_task_vectors
 from zsrl.io import atomic_write_bytes, atomic_write_json
 from zsrl.record import environment_info
-from zsrl.train import WEIGHTS, load_run
+from zsrl.train import WEIGHTS, Trainer, load_run
 
 FAN = 7  # actions per fan
 
 
 def action_fans() -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm actions pointing left (angles 90°..270°) and their mirror images to the right."""
+    """Unit-norm actions pointing left (angles about 101°..259°) and their mirror images to the right."""
     angles = np.linspace(np.pi / 2 + 0.2, 3 * np.pi / 2 - 0.2, FAN)  # FAN
     left = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # FAN x 2, a_x < 0
     right = left * np.array([-1.0, 1.0])  # FAN x 2, a_x > 0
@@ -40,7 +40,7 @@ def action_fans() -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def value_maps(trainer, task: str, bins: int) -> dict[str, np.ndarray]:
+def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
     """Mean Q over the left fan and the right fan at each free cell: two (bins, bins) maps [y, x]."""
     model = trainer.model
     device = model.obs_mean.device

@@ -1,5 +1,6 @@
 """The trainer end to end: records, checkpoints, exact resume, failure handling."""
 
+import itertools
 import json
 
 import pytest
@@ -100,7 +101,7 @@ def test_best_weights_are_those_of_the_best_evaluation(tmp_path, data_root):
     assert step == best["step"]
     for name, value in trainer.model.state_dict().items():
         torch.testing.assert_close(value, best["model"][name])
-    # the last weights are the checkpoint's, which differ from an untrained model
+    # the last weights are the checkpoint's
     last, step = load_run(tmp_path, "last", data_root=data_root)
     assert step == 40
     saved = load_checkpoint(tmp_path / CHECKPOINT)["agent"]["model"]
@@ -108,6 +109,39 @@ def test_best_weights_are_those_of_the_best_evaluation(tmp_path, data_root):
         torch.testing.assert_close(value, saved[name])
     with pytest.raises(ValueError, match="valid: \\['last', 'best'\\]"):
         load_run(tmp_path, "final")
+
+
+def test_best_weights_follow_the_best_evaluation_not_the_first(tmp_path, data_root, monkeypatch):
+    import zsrl.train
+    from zsrl.evaluate import TaskResult
+
+    # evaluations at steps 0, 20, 40 score 1, 3, 2: the best is step 20 (later runs score 0)
+    scores = itertools.chain([1.0, 3.0, 2.0], itertools.repeat(0.0))
+
+    def fake_evaluate(model, domain, task_names, **kwargs):
+        score = next(scores)
+        return {name: TaskResult([score], score, None) for name in task_names}
+
+    monkeypatch.setattr(zsrl.train, "evaluate", fake_evaluate)
+    record = Trainer(config(), tmp_path / "run", data_root=data_root, progress=False).run()
+    assert [e["mean_score"] for e in record["evaluations"]] == [1.0, 3.0, 2.0]
+    assert record["best"]["step"] == 20
+    best = load_checkpoint(tmp_path / "run" / BEST_MODEL)
+    assert best["step"] == 20
+    # the same seed stopped at step 20 ends with exactly the best weights
+    Trainer(config("train.steps=20"), tmp_path / "short", data_root=data_root, progress=False).run()
+    at_20 = load_checkpoint(tmp_path / "short" / CHECKPOINT)["agent"]["model"]
+    for name, value in best["model"].items():
+        torch.testing.assert_close(value, at_20[name])
+    trainer, step = load_run(tmp_path / "run", "best", data_root=data_root)
+    assert step == 20 and trainer.step == 20 and len(trainer.evaluations) == 3
+    # best weights that no longer match the record are refused
+    record_path = tmp_path / "run" / RECORD
+    stale = json.loads(record_path.read_text())
+    stale["best"]["step"] = 40
+    record_path.write_text(json.dumps(stale))
+    with pytest.raises(CheckpointError, match="best evaluation .* is at step 40"):
+        load_run(tmp_path / "run", "best", data_root=data_root)
 
 
 def test_different_seeds_differ(tmp_path, data_root):

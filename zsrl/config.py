@@ -277,9 +277,10 @@ def resolve(
 ) -> RunConfig:
     """The preset for (method, domain, scale) with the usual run options set, validated.
 
-    This is what ``python -m zsrl train`` and ``book/run_experiment.ipynb`` run: an option left at
-    None keeps the preset's value, ``overrides`` are ``section.key=value`` strings applied last. A bad
-    choice is a ValueError naming it and listing the valid ones.
+    This is what ``python -m zsrl train`` and ``book/run_experiment.ipynb`` run: ``overrides``
+    (``section.key=value`` strings) apply to the preset first, then every option that is not None,
+    so a named option wins over an override of the same field. A bad choice is a ValueError naming it
+    and listing the valid ones.
     """
     flags = {
         "data.name": dataset,
@@ -297,7 +298,7 @@ def resolve(
         ):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
     settings = [f"{k}={v!r}" for k, v in flags.items() if v is not None]
-    cfg = apply_overrides(preset(method, domain, scale), [*settings, *overrides])
+    cfg = apply_overrides(preset(method, domain, scale), [*overrides, *settings])
     cfg.validate()
     return cfg
 

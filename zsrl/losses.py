@@ -5,7 +5,7 @@ F(s, a, z) in R^d has two heads F_1, F_2; B(s) in R^d is normalised to norm √d
 is M(s, a, s+, z) = F(s, a, z)ᵀ B(s+), so a batch gives an N x N matrix of measures from every (s_i, a_i)
 towards every s'_l, and Q(s, a, z) = F(s, a, z)ᵀ z.
 
-Each function names the equation of the book it implements, as "book eq. (label)": the label of the
+Each loss function names the equation of the book it implements, as "book eq. (label)": the label of the
 equation in the chapter given (for example eq-fb-measure-loss in "FB representations").
 """
 

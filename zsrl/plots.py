@@ -66,3 +66,15 @@ def evaluation_curve(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     evaluations = record["evaluations"]
     steps = np.array([e["step"] for e in evaluations])
     return steps, np.array([e["mean_score"] for e in evaluations])
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 90) -> None:
+    """Write a matplotlib figure atomically (to a temporary file, then renamed), as PNG by suffix."""
+    import io
+
+    from zsrl.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -136,6 +136,8 @@ def compare_methods(
 
     if not groups:
         raise ValueError("no methods to compare")
+    if which not in ("last", "best"):
+        raise ValueError(f"unknown evaluation {which!r}; valid choices: ['best', 'last']")
     reference = reference or next(iter(groups))
     if reference not in groups:
         raise ValueError(f"unknown reference {reference!r}; valid: {list(groups)}")
@@ -148,7 +150,7 @@ def compare_methods(
     for label, s in summaries.items():
         if label != reference:
             point, low, high = probability_of_improvement_ci(
-                np.array(s[which]["scores"]), np.array(ref_scores), seed=seed
+                np.array(s[which]["scores"]), np.array(ref_scores), reps=reps, seed=seed
             )
             improvement[label] = {"point": point, "ci95": [low, high]}
     return {

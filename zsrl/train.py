@@ -342,9 +342,11 @@ def load_run(
 ) -> tuple[Trainer, int]:
     """A finished or stopped run's trainer holding its last or its best weights, and their step.
 
-    ``last`` is the latest checkpoint; ``best`` the weights of the run's best evaluation
-    (``best_model.pt``). The trainer is rebuilt from the configuration saved with the weights, so it
-    brings the run's dataset, domain and tasks with it.
+    ``last`` is the latest checkpoint (model, optimisers and targets); ``best`` only the model's
+    weights at the run's best evaluation (``best_model.pt``: the optimisers and targets stay fresh).
+    The trainer is rebuilt from the configuration saved with the weights, so it brings the run's
+    dataset, domain and tasks with it, and holds the run's step and evaluations so far. Best weights
+    that do not belong to the best evaluation of the run's record are a :class:`CheckpointError`.
     """
     if which not in WEIGHTS:
         raise ValueError(f"unknown weights {which!r}; valid: {list(WEIGHTS)}")
@@ -356,11 +358,24 @@ def load_run(
     state = load_checkpoint(path)
     cfg = RunConfig.from_dict(json.loads(state["config"]))
     trainer = Trainer(cfg, run_dir, data_root=data_root, progress=False)
+    step = int(state["step"])
+    record_path = run_dir / RECORD
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
     if which == "last":
         trainer.agent.load_state_dict(state["agent"])
+        trainer.evaluations = json.loads(state["evaluations"])
     else:
         trainer.model.load_state_dict(state["model"])
-    return trainer, int(state["step"])
+        if record is not None:
+            if record["best"] is None or record["best"]["step"] != step:
+                best_step = None if record["best"] is None else record["best"]["step"]
+                raise CheckpointError(
+                    f"{path} holds the weights of step {step}, but the best evaluation in "
+                    f"{record_path} is at step {best_step}; evaluate the run again to refresh them"
+                )
+            trainer.evaluations = record["evaluations"]
+    trainer.step = step
+    return trainer, step
 
 
 def _fmt(entry: dict[str, Any]) -> str:

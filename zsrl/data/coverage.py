@@ -58,7 +58,7 @@ def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(3.2 * len(datasets), 3.4), squeeze=False, layout="constrained"
     )
-    from zsrl.plots import draw_maze
+    from zsrl.plots import draw_maze, save_figure
 
     extent = (-EXTENT, EXTENT, -EXTENT, EXTENT)
     for ax, (name, dataset) in zip(axes[0], datasets.items(), strict=True):
@@ -73,6 +73,5 @@ def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -
         draw_maze(ax, bins, start_room=False)
         ax.set_title(f"{name}\n{visited_fraction(dataset, bins):.0%} of free cells", fontsize=10)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="log10 visits")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, Path(path), dpi=80)
     plt.close(fig)
