@@ -11,7 +11,6 @@ returns of the drawn episodes and their (x, y) paths, with the command that made
 from __future__ import annotations
 
 import argparse
-import io
 import shlex
 import sys
 from pathlib import Path
@@ -23,24 +22,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsrl.evaluate import evaluate  # noqa: E402
-from zsrl.io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from zsrl.io import atomic_write_json, atomic_writer  # noqa: E402
 from zsrl.plots import draw_rollouts, save_figure  # noqa: E402
 from zsrl.record import environment_info  # noqa: E402
-from zsrl.train import WEIGHTS, load_run  # noqa: E402
+from zsrl.train import WEIGHTS, labelled_run, load_run  # noqa: E402
 
 PATH_STRIDE = 5  # keep every 5th position of the stored paths (1000 steps -> 201 points)
 
 
-def parse_run(text: str) -> tuple[str, Path]:
-    label, sep, path = text.partition("=")
-    if not sep or not label or not path:
-        raise argparse.ArgumentTypeError(f"--run takes LABEL=RUN_DIR, got {text!r}")
-    return label, Path(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=parse_run, action="append", required=True)
+    parser.add_argument("--run", type=labelled_run, action="append", required=True)
     parser.add_argument("--weights", default="best", choices=list(WEIGHTS))
     parser.add_argument("--tasks", nargs="+", default=None, help="default: each run's tasks")
     parser.add_argument("--episodes", type=int, default=10)
@@ -104,9 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     save_figure(fig, args.out.with_suffix(".png"))
     plt.close(fig)
 
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **paths)
-    atomic_write_bytes(args.out.with_suffix(".npz"), buffer.getvalue())
+    with atomic_writer(args.out.with_suffix(".npz")) as f:
+        np.savez_compressed(f, **paths)
     atomic_write_json(
         args.out.with_suffix(".json"),
         {

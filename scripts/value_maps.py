@@ -14,7 +14,6 @@ Writes STEM.npz (the maps, NaN inside walls) and STEM.json (the runs, steps, wei
 from __future__ import annotations
 
 import argparse
-import io
 import shlex
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ import torch
 
 from zsrl.data.coverage import EXTENT, free_cells
 from zsrl.evaluate import infer_task_vectors
-from zsrl.io import atomic_write_bytes, atomic_write_json
+from zsrl.io import atomic_write_json, atomic_writer
 from zsrl.record import environment_info
-from zsrl.train import WEIGHTS, Trainer, load_run
+from zsrl.train import WEIGHTS, Trainer, labelled_run, load_run
 
 FAN = 7  # actions per fan
 
@@ -74,7 +73,9 @@ def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR")
+    parser.add_argument(
+        "--run", type=labelled_run, action="append", required=True, help="LABEL=RUN_DIR"
+    )
     parser.add_argument("--task", required=True)
     parser.add_argument("--weights", default="best", choices=list(WEIGHTS))
     parser.add_argument("--bins", type=int, default=40)
@@ -83,22 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     maps, runs = {}, []
-    for item in args.run:
-        label, sep, run_dir = item.partition("=")
-        if not sep:
-            parser.error(f"--run takes LABEL=RUN_DIR, got {item!r}")
-        trainer, step = load_run(Path(run_dir), args.weights, data_root=args.data_dir)
+    for label, run_dir in args.run:
+        trainer, step = load_run(run_dir, args.weights, data_root=args.data_dir)
         for name, values in value_maps(trainer, args.task, args.bins).items():
             maps[f"{label}/{name}"] = values.astype(np.float32)
         gap = np.nanmean(maps[f"{label}/left"] - maps[f"{label}/right"])
         runs.append(
-            {"label": label, "run": run_dir, "method": trainer.cfg.method, "step": step,
+            {"label": label, "run": str(run_dir), "method": trainer.cfg.method, "step": step,
              "weights": args.weights, "mean_left_minus_right": float(gap)}
         )  # fmt: skip
         print(f"{label} ({args.weights} weights, step {step}): mean Q(left) − Q(right) {gap:.3g}")
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **maps)
-    atomic_write_bytes(args.out.with_suffix(".npz"), buffer.getvalue())
+    with atomic_writer(args.out.with_suffix(".npz")) as f:
+        np.savez_compressed(f, **maps)
     atomic_write_json(
         args.out.with_suffix(".json"),
         {

@@ -70,11 +70,7 @@ def evaluation_curve(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def save_figure(fig: Any, path: Path, dpi: int = 90) -> None:
     """Write a matplotlib figure atomically (to a temporary file, then renamed), as PNG by suffix."""
-    import io
+    from zsrl.io import atomic_writer
 
-    from zsrl.io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    with atomic_writer(Path(path)) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)

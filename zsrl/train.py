@@ -84,6 +84,13 @@ def build_agent(cfg: RunConfig, obs_dim: int, action_dim: int, device: torch.dev
     return make_agent(cfg.method, model, cfg.agent)
 
 
+def _save_atomically(state: dict[str, Any], path: Path) -> None:
+    """torch.save into memory, then one atomic write: a crash never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint without unpickling arbitrary objects; damage is a :class:`CheckpointError`."""
     try:
@@ -156,9 +163,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "evaluations": json.dumps(self.evaluations),
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        _save_atomically(state, self.checkpoint_path)
 
     def resume(self) -> bool:
         """Restore the state of ``out_dir``'s checkpoint; False if there is none."""
@@ -258,9 +263,7 @@ class Trainer:
             "config": json.dumps(self.cfg.to_dict()),
             "model": self.model.state_dict(),
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(self.out_dir / BEST_MODEL, buffer.getvalue())
+        _save_atomically(state, self.out_dir / BEST_MODEL)
 
     def write_record(self, complete: bool) -> dict[str, Any]:
         summary = lambda e: {k: e[k] for k in ("step", "mean_score", "scores")}  # noqa: E731
@@ -376,6 +379,16 @@ def load_run(
             trainer.evaluations = record["evaluations"]
     trainer.step = step
     return trainer, step
+
+
+def labelled_run(text: str) -> tuple[str, Path]:
+    """A command-line ``LABEL=RUN_DIR`` as (label, run directory), for scripts that compare runs."""
+    import argparse
+
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"--run takes LABEL=RUN_DIR, got {text!r}")
+    return label, Path(path)
 
 
 def _fmt(entry: dict[str, Any]) -> str:

@@ -127,3 +127,35 @@ def compare(
         )
         return False
     return True
+
+
+def leaves(*tensors: Any) -> list[Any]:
+    """Fresh copies of ``tensors`` that collect gradients: one set for the student, one for the reference."""
+    return [t.detach().clone().requires_grad_() for t in tensors]
+
+
+def compare_gradients(
+    report: Report,
+    what: str,
+    got: Any,
+    want: Any,
+    named_leaves: list[tuple[str, Any, Any]],
+    context: str = "",
+    detached_hint: str = "was something detached?",
+) -> bool:
+    """Whether ``got`` back-propagates into each student leaf as ``want`` does into the reference's.
+
+    ``named_leaves`` holds (name, student leaf, reference leaf); the first mismatch is reported.
+    """
+    if not got.requires_grad:
+        report.fail(f"the {what}{context} has the right value but no gradient: {detached_hint}")
+        return False
+    got.backward()
+    want.backward()
+    for name, leaf, ref in named_leaves:
+        if leaf.grad is None:
+            report.fail(f"no gradient reaches {name}{context}: was it detached?")
+            return False
+        if not compare(report, f"the gradient w.r.t. {name}", leaf.grad, ref.grad, context=context):
+            return False
+    return True

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from zsrl.assignments import Report, call, compare, diagnose, matches
+from zsrl.assignments import Report, call, compare, compare_gradients, diagnose, leaves, matches
 from zsrl.losses import fb_measure_loss
 
 NAME = "A2 FB loss"
@@ -109,10 +109,6 @@ def typical_mistakes(F1, F2, B_next, target_M, discount) -> dict[str, Tensor]:
     return mistakes
 
 
-def _leaves(*tensors: Tensor) -> list[Tensor]:
-    return [t.detach().clone().requires_grad_() for t in tensors]
-
-
 def check(student_fn: Callable[..., Tensor]) -> Report:
     """Compare ``student_fn(F1, F2, B_next, target_M, discount)`` with the FB measure loss."""
     report = Report(NAME)
@@ -121,7 +117,7 @@ def check(student_fn: Callable[..., Tensor]) -> Report:
         F1, F2, B_next, target_M, discount = make_inputs(n, d, kind, generator)
         what = "γ = 0.98" if kind == "float" else "one γ_i per transition (N x 1)"
         context = f" on input {index} (N = {n}, d = {d}, {what})"
-        mine = _leaves(F1, F2, B_next)
+        mine = leaves(F1, F2, B_next)
         got = call(report, student_fn, *mine, target_M.clone(), discount, label=context)
         if got is None:
             return report
@@ -135,7 +131,7 @@ def check(student_fn: Callable[..., Tensor]) -> Report:
                 f"the loss{context}: shape {tuple(got.shape)}, expected () (a scalar): the loss "
                 "is one number, a mean over the batch, summed over the two heads"
             )
-        reference = _leaves(F1, F2, B_next)
+        reference = leaves(F1, F2, B_next)
         want = fb_measure_loss(*reference, target_M, discount).total
         if not matches(got, want):
             hint = diagnose(got, typical_mistakes(F1, F2, B_next, target_M, discount))
@@ -143,20 +139,12 @@ def check(student_fn: Callable[..., Tensor]) -> Report:
                 report.fail(f"the loss{context} is not the FB loss: {hint}")
             compare(report, "the loss", got, want, context=context)
             return report
-        if not got.requires_grad:
-            return report.fail(
-                f"the loss{context} has the right value but no gradient: was something detached "
-                "or computed in numpy?"
-            )
-        got.backward()
-        want.backward()
-        for name, leaf, ref in zip(("F1", "F2", "B_next"), mine, reference, strict=True):
-            if leaf.grad is None:
-                return report.fail(f"no gradient reaches {name}{context}: was it detached?")
-            if not compare(
-                report, f"the gradient w.r.t. {name}", leaf.grad, ref.grad, context=context
-            ):
-                return report
+        names = ("F1", "F2", "B_next")
+        if not compare_gradients(
+            report, "loss", got, want, list(zip(names, mine, reference, strict=True)), context,
+            "was something detached or computed in numpy?",
+        ):  # fmt: skip
+            return report
     report.messages.append(
         f"value and gradients match fb_measure_loss on {len(CASES)} random batches "
         "(N from 5 to 12, a float γ and per-transition γ_i)"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zsrl.assignments import Report, call, compare, diagnose, matches
+from zsrl.assignments import Report, call, compare, compare_gradients, diagnose, leaves, matches
 from zsrl.losses import vc_penalty
 
 NAME = "A3 VC penalty"
@@ -95,10 +95,6 @@ def typical_mistakes(Q1_samples, Q2_samples, Q1_data, Q2_data) -> dict[str, Tens
     }
 
 
-def _leaves(*tensors: Tensor) -> list[Tensor]:
-    return [t.detach().clone().requires_grad_() for t in tensors]
-
-
 def check(student_fn: Penalty) -> Report:
     """Compare ``student_fn(Q1_samples, Q2_samples, Q1_data, Q2_data)`` with the VC penalty."""
     report = Report(NAME)
@@ -106,7 +102,7 @@ def check(student_fn: Penalty) -> Report:
     for index, (k, n, scale) in enumerate(CASES):
         inputs = make_inputs(k, n, scale, generator)
         context = f" on input {index} (K = {k} samples, N = {n} states, Q values ~ ±{scale:g})"
-        mine = _leaves(*inputs)
+        mine = leaves(*inputs)
         got = call(report, student_fn, *mine, label=context)
         if got is None:
             return report
@@ -120,7 +116,7 @@ def check(student_fn: Penalty) -> Report:
                 f"the penalty{context}: shape {tuple(got.shape)}, expected () (a scalar): the "
                 "penalty is one number, averaged over the N states"
             )
-        reference = _leaves(*inputs)
+        reference = leaves(*inputs)
         want = vc_penalty(*reference)
         if not matches(got, want):
             if not torch.isfinite(got):
@@ -134,20 +130,10 @@ def check(student_fn: Penalty) -> Report:
                 report.fail(f"the penalty{context} is not P_VC: {hint}")
             compare(report, "the penalty", got, want, context=context)
             return report
-        if not got.requires_grad:
-            return report.fail(
-                f"the penalty{context} has the right value but no gradient: was something detached?"
-            )
-        got.backward()
-        want.backward()
         names = ("Q1_samples", "Q2_samples", "Q1_data", "Q2_data")
-        for name, leaf, ref in zip(names, mine, reference, strict=True):
-            if leaf.grad is None:
-                return report.fail(f"no gradient reaches {name}{context}: was it detached?")
-            if not compare(
-                report, f"the gradient w.r.t. {name}", leaf.grad, ref.grad, context=context
-            ):
-                return report
+        named = list(zip(names, mine, reference, strict=True))
+        if not compare_gradients(report, "penalty", got, want, named, context):
+            return report
     report.messages.append(
         f"value and gradients match vc_penalty on {len(CASES)} random inputs "
         "(K from 4 to 12 samples, Q values up to about 200)"
