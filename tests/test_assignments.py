@@ -35,6 +35,21 @@ def test_call_reports_none_and_exceptions():
     assert call(report, lambda: 1 / 0) is None and "ZeroDivisionError" in text(report)
 
 
+def test_call_tells_a_stub_from_a_not_implemented_error_inside_the_students_code():
+    def helper():
+        raise NotImplementedError("this feature of the helper is missing")
+
+    def student_function():
+        return helper()
+
+    report = Report("X")
+    assert call(report, not_implemented) is None and "is not implemented yet" in text(report)
+    report = Report("X")
+    assert call(report, student_function) is None
+    assert "not implemented yet" not in text(report)
+    assert "from inside: this feature of the helper is missing" in text(report)
+
+
 # --- A1: successor measure ------------------------------------------------------------------------
 
 

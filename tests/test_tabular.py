@@ -164,6 +164,14 @@ def test_fit_fb_naive_density_has_the_leave_one_out_bias(world, one_thread):
     assert tabular.relative_error(fit.measure(fit.rho), factor * M) < FB_TOLERANCE
 
 
+def test_leave_one_out_density_of_unseen_and_once_seen_states():
+    # counts 3, 2, 0 of states 0, 1, 2 among N = 5: (c − 1)/(N − 1), and 0 (not −1/4) when unseen
+    rho = tabular.leave_one_out_density(np.array([0, 0, 0, 1, 1]), n_states=3)
+    np.testing.assert_allclose(rho, [2 / 4, 1 / 4, 0.0])
+    with pytest.raises(ValueError, match=r"next states \[2\] occur exactly once"):
+        tabular.leave_one_out_density(np.array([0, 0, 1, 1, 2]), n_states=3)
+
+
 def test_fit_fb_with_a_non_uniform_policy(world, one_thread):
     _, P, _ = world
     pi = random_policy(P.shape[0], P.shape[1], seed=5)

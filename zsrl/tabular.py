@@ -185,9 +185,20 @@ def leave_one_out_density(next_states: np.ndarray, n_states: int) -> np.ndarray:
     gridworld every cell is the next state of exactly 4 state-action pairs, so c_x = 4 and the
     factor is ≈ 4/3. (With continuous states, c_x = 1 and the excluded sample is the one
     positive, which is why the exclusion only costs O(1/N) there.)
+
+    States that are never a next state get density 0: the loss never samples them as s+. A state
+    seen exactly once has no estimate at all (its one sample is the excluded positive), so that is
+    an error rather than a silent zero.
     """
     counts = np.bincount(next_states, minlength=n_states)  # S
-    return (counts - 1) / (len(next_states) - 1)  # S
+    once = np.flatnonzero(counts == 1)
+    if once.size:
+        raise ValueError(
+            f"next states {once[:10].tolist()}{' …' if once.size > 10 else ''} occur exactly once "
+            "among the transitions: their leave-one-out density is 0 and FB Bᵀρ_loo cannot "
+            "estimate the measure there; collect more data or drop them"
+        )
+    return np.maximum(counts - 1, 0) / (len(next_states) - 1)  # S
 
 
 @dataclass

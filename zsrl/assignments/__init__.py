@@ -46,8 +46,11 @@ def call(report: Report, function: Callable[..., Any], *args: Any, label: str = 
     name = getattr(function, "__name__", repr(function))
     try:
         result = function(*args)
-    except NotImplementedError:
-        report.fail(f"{name} is not implemented yet (it raises NotImplementedError)")
+    except NotImplementedError as error:
+        if _raised_by(function, error):
+            report.fail(f"{name} is not implemented yet (it raises NotImplementedError)")
+        else:  # raised by something the student's code called: a real error, with its message
+            report.fail(f"{name}{label} raised NotImplementedError from inside: {error}")
         return None
     except Exception as error:  # noqa: BLE001 - a student's function may raise anything
         report.fail(f"{name}{label} raised {type(error).__name__}: {error}")
@@ -55,6 +58,15 @@ def call(report: Report, function: Callable[..., Any], *args: Any, label: str = 
     if result is None:
         report.fail(f"{name}{label} returned None: is a `return` missing?")
     return result
+
+
+def _raised_by(function: Callable[..., Any], error: BaseException) -> bool:
+    """Whether ``error`` was raised in ``function``'s own body (a stub), not in something it called."""
+    code = getattr(function, "__code__", None)
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return code is None or (tb is not None and tb.tb_frame.f_code is code)
 
 
 def as_array(value: Any) -> np.ndarray | None:
