@@ -14,7 +14,6 @@ each run's command and record summary).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -24,8 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zsrl.io import atomic_write_json  # noqa: E402
-from zsrl.plots import evaluation_curve, read_metrics, save_figure  # noqa: E402
+from zsrl.plots import evaluation_curve, read_metrics, save_script_outputs  # noqa: E402
 from zsrl.results import load_records  # noqa: E402
 
 
@@ -84,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         bottom.set_xlabel("updates")
         bottom.set_ylim(-20, 1000)
         top.legend(frameon=False, fontsize=8)
-    save_figure(fig, args.out.with_suffix(".png"))
-    plt.close(fig)
-    atomic_write_json(
-        args.out.with_suffix(".json"),
-        {"command": "python scripts/overestimation.py " + shlex.join(argv), "runs": summary},
-    )
+    save_script_outputs(fig, args.out, "scripts/overestimation.py", argv, summary)
     for s in summary:
         print(
             f"{s['dataset']:8s} n={s['n_transitions']:>7,}  actor Q at {s['last_step']}: "

@@ -50,6 +50,22 @@ def test_paper_architecture_parameter_counts():
     assert count(model.actor) == pytest.approx(5.4e6, rel=0.02)
 
 
+def test_forward_layernorm_normalises_every_hidden_layer_of_both_heads_only():
+    cfg = preset("fb", "point_mass_maze", "quick").agent
+    cfg.forward_layers = 2
+    cfg.forward_layernorm = True
+    net = FBModel(4, 2, cfg).forward_net
+    for head in (net.head1, net.head2):
+        kinds = [type(m).__name__ for m in head]
+        assert kinds == [
+            *("Linear", "LayerNorm", "ReLU") * 2,
+            "Linear",
+        ], kinds
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in net.obs_action)  # quick: no LN input
+    F1, F2 = net(torch.randn(3, 4), torch.rand(3, 2), torch.randn(3, cfg.z_dim))
+    assert F1.shape == F2.shape == (3, cfg.z_dim)
+
+
 def test_truncated_normal_noise_is_clipped_with_straight_through_gradient():
     torch.manual_seed(0)
     mean = torch.full((10_000, 2), 0.5, requires_grad=True)

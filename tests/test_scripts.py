@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from zsrl.config import apply_overrides, preset
+from zsrl.plots import effective_rank, read_metrics
 from zsrl.train import Trainer
 
 pytest.importorskip("matplotlib")
@@ -114,3 +115,30 @@ def test_value_maps_average_q_over_the_action_fans(tmp_path, runs):
     assert saved["runs"][0]["mean_left_minus_right"] == pytest.approx(
         float(np.nanmean(left - right)), rel=1e-5
     )
+
+
+def test_divergence_reads_q_level_and_rank(tmp_path, runs):
+    _, out = runs
+    stem = tmp_path / "div"
+    argv = ["--run", f"FB={out[('fb', 0)][0]}", "--run", f"VC={out[('vcfb', 0)][0]}"]
+    assert script("divergence").main([*argv, "--out", str(stem)]) == 0
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert [r["label"] for r in saved["runs"]] == ["FB", "VC"]
+    for entry, key in zip(saved["runs"], [("fb", 0), ("vcfb", 0)], strict=True):
+        metrics = read_metrics(out[key][0] / "metrics.csv")
+        assert entry["target_M_last"] == pytest.approx(metrics["target_M"][-1])
+        assert 0 < entry["b_rank_last"] <= 16  # d = 16 at quick scale
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_effective_rank_from_the_ortho_loss():
+    d, n = 8, 4000
+    rng = np.random.default_rng(0)
+    for rank in (1, 4, 8):  # B uniform on the √d sphere of a rank-dimensional subspace
+        B = np.zeros((n, d))
+        g = rng.standard_normal((n, rank))
+        B[:, :rank] = np.sqrt(d) * g / np.linalg.norm(g, axis=1, keepdims=True)
+        C = B @ B.T
+        off = (C**2).sum() - (np.diag(C) ** 2).sum()
+        ortho = 2.0 * (off / (n * (n - 1)) - 2 * np.diag(C).mean())  # coefficient λ = 2
+        assert effective_rank(ortho, d, coefficient=2.0) == pytest.approx(rank, rel=0.05)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from zsrl.results import compare_methods, format_summary, summarise
+from zsrl.results import compare_methods, format_summary, metrics_path, summarise
 from zsrl.stats import (
     aggregate_with_ci,
     iqm,
@@ -306,3 +306,11 @@ def test_compare_methods_scores_each_against_the_reference():
     other_tasks = [record(1, [(10, {"a": 1.0, "c": 2.0})])]
     with pytest.raises(ValueError, match="different tasks"):
         compare_methods({"low": low, "odd": other_tasks})
+
+
+def test_metrics_path_of_a_run_directory_and_of_a_committed_record(tmp_path):
+    assert metrics_path(tmp_path) == tmp_path / "metrics.csv"
+    record = tmp_path / "record_vcfb_seed0.json"
+    assert metrics_path(record) == tmp_path / "metrics_vcfb_seed0.csv"
+    with pytest.raises(ValueError, match="neither a run directory nor a record"):
+        metrics_path(tmp_path / "summary.json")

@@ -78,6 +78,9 @@ class FBConfig:
     actor_hidden: int = 1024
     layernorm_input: bool = False  # first layer Linear→LayerNorm→Tanh instead of Linear→ReLU
     normalize_obs: bool = False  # standardise observations with dataset statistics
+    # LayerNorm before each hidden ReLU of F's two heads. Not in the paper: a known stabiliser of
+    # bootstrapped (TD) losses, for probing the measure's divergence on narrow data at book scale.
+    forward_layernorm: bool = False
     conservative: ConservativeConfig = field(default_factory=ConservativeConfig)
 
 

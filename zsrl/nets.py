@@ -16,14 +16,17 @@ def mlp(
     *,
     out_activation: bool = False,
     layernorm_input: bool = False,
+    layernorm_hidden: bool = False,
 ) -> nn.Sequential:
     """``layers`` hidden layers of width ``hidden``: Linear→ReLU (or Linear→LayerNorm→Tanh first),
-    then Linear(hidden, out). A preprocessor adds a ReLU on the output."""
+    then Linear(hidden, out). A preprocessor adds a ReLU on the output. ``layernorm_hidden`` puts a
+    LayerNorm before every hidden ReLU (Linear→LayerNorm→ReLU)."""
+    norm = lambda: [nn.LayerNorm(hidden)] if layernorm_hidden else []  # noqa: E731
     first: list[nn.Module] = [nn.Linear(inp, hidden)]
-    first += [nn.LayerNorm(hidden), nn.Tanh()] if layernorm_input else [nn.ReLU()]
+    first += [nn.LayerNorm(hidden), nn.Tanh()] if layernorm_input else [*norm(), nn.ReLU()]
     body: list[nn.Module] = []
     for _ in range(layers - 1):
-        body += [nn.Linear(hidden, hidden), nn.ReLU()]
+        body += [nn.Linear(hidden, hidden), *norm(), nn.ReLU()]
     tail: list[nn.Module] = [nn.Linear(hidden, out)] + ([nn.ReLU()] if out_activation else [])
     return nn.Sequential(*first, *body, *tail)
 
@@ -46,7 +49,12 @@ class ForwardNet(nn.Module):
         )
         self.obs_action = mlp(obs_dim + action_dim, **pre)
         self.obs_z = mlp(obs_dim + z_dim, **pre)
-        head = dict(hidden=cfg.forward_hidden, layers=cfg.forward_layers, out=z_dim)
+        head = dict(
+            hidden=cfg.forward_hidden,
+            layers=cfg.forward_layers,
+            out=z_dim,
+            layernorm_hidden=cfg.forward_layernorm,
+        )
         self.head1 = mlp(2 * cfg.preprocessor_out, **head)
         self.head2 = mlp(2 * cfg.preprocessor_out, **head)
 

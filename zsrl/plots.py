@@ -74,3 +74,95 @@ def save_figure(fig: Any, path: Path, dpi: int = 90) -> None:
 
     with atomic_writer(Path(path)) as f:
         fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+
+
+def save_script_outputs(
+    fig: Any, stem: Path, script: str, argv: list[str], runs: list[dict[str, Any]]
+) -> None:
+    """STEM.png from ``fig`` (then closed) and STEM.json with the runs' numbers and the command that
+    made them (``python SCRIPT ARGV``), as the results scripts leave them."""
+    import shlex
+
+    import matplotlib.pyplot as plt
+
+    from zsrl.io import atomic_write_json
+
+    save_figure(fig, stem.with_suffix(".png"))
+    plt.close(fig)
+    command = f"python {script} " + shlex.join(argv)
+    atomic_write_json(stem.with_suffix(".json"), {"command": command, "runs": runs})
+
+
+def effective_rank(ortho_loss: np.ndarray, z_dim: int, coefficient: float = 1.0) -> np.ndarray:
+    """tr(Σ)²/tr(Σ²) of B's second moment Σ = E_ρ[B Bᵀ], read off the logged orthonormality loss.
+
+    With ‖B‖² = d the loss is λ(tr(Σ²) − 2d) (book eq. (eq-ortho-loss)), so the participation ratio
+    d²/tr(Σ²) follows from it: d when Σ = I, 1 when every B(s) points the same way.
+    """
+    return z_dim**2 / (ortho_loss / coefficient + 2 * z_dim)
+
+
+def draw_divergence(
+    axes: Any, runs: dict[str, Path], until: int | None = None
+) -> list[dict[str, Any]]:
+    """Four panels (a row of 4 axes), a line per run: the actor's Q (the paper's Figure 2 quantity),
+    the mean target measure against its exact value 1/(1 − γ), B's effective rank, the mean return.
+
+    ``runs`` maps labels to run directories or committed ``record_X.json`` files; ``until`` cuts
+    every run at that update, to compare runs of different lengths on one budget. Returns each run's
+    end points (the figure's numbers) with its command.
+    """
+    from zsrl.results import load_records, metrics_path
+
+    summary, gammas = [], set()
+    for label, path in runs.items():
+        metrics = read_metrics(metrics_path(path))
+        (record,) = load_records([path])
+        if until is not None:
+            keep = metrics["step"] <= until
+            metrics = {key: values[keep] for key, values in metrics.items()}
+            record = {
+                **record,
+                "evaluations": [e for e in record["evaluations"] if e["step"] <= until],
+            }
+        agent = record["config"]["agent"]
+        gamma = agent["discount"]
+        gammas.add(gamma)
+        steps = metrics["step"]
+        rank = effective_rank(metrics["ortho_loss"], agent["z_dim"], agent["ortho_coefficient"])
+        eval_steps, returns = evaluation_curve(record)
+        (line,) = axes[0].plot(steps, metrics["actor_q"], label=label)
+        axes[1].plot(steps, metrics["target_M"], color=line.get_color())
+        axes[2].plot(steps, rank, color=line.get_color())
+        axes[3].plot(eval_steps, returns, marker="o", ms=3, color=line.get_color())
+        above = np.flatnonzero(metrics["target_M"] > 1 / (1 - gamma))
+        summary.append(
+            {
+                "label": label,
+                "run": str(path),
+                "command": record["command"],
+                "scale": record["scale"],
+                "discount": gamma,
+                "last_step": int(steps[-1]),
+                "target_M_last": float(metrics["target_M"][-1]),
+                "first_step_above_exact_level": int(steps[above[0]]) if above.size else None,
+                "b_rank_max": float(rank.max()),
+                "b_rank_last": float(rank[-1]),
+                "actor_q_last": float(metrics["actor_q"][-1]),
+                "q_data_last": float(metrics["q_data"][-1]) if "q_data" in metrics else None,
+                "best_mean_return": float(returns.max()),
+            }
+        )
+    for gamma in sorted(gammas):
+        axes[1].axhline(1 / (1 - gamma), color="0.5", ls="--", lw=1)
+    for ax in axes[:2]:
+        ax.set_yscale("symlog", linthresh=1.0)
+    axes[0].set_title("actor Q (symlog)")
+    axes[1].set_title("mean target measure (dashed: 1/(1−γ))")
+    axes[2].set_title("effective rank of B")
+    axes[3].set_title("mean return over tasks")
+    axes[3].set_ylim(-20, 1000)
+    for ax in axes:
+        ax.set_xlabel("updates")
+    axes[0].legend(frameon=False, fontsize=8)
+    return summary

@@ -32,6 +32,17 @@ def load_records(paths: list[Path]) -> list[dict[str, Any]]:
     return records
 
 
+def metrics_path(path: Path | str) -> Path:
+    """The metrics file of a run: ``RUN_DIR/metrics.csv``, or ``metrics_X.csv`` beside a committed
+    ``record_X.json`` (the layout of ``results/``)."""
+    path = Path(path)
+    if path.is_dir():
+        return path / "metrics.csv"
+    if not (path.name.startswith("record_") and path.suffix == ".json"):
+        raise ValueError(f"{path} is neither a run directory nor a record_*.json file")
+    return path.with_name("metrics_" + path.name.removeprefix("record_")).with_suffix(".csv")
+
+
 def _pick(record: dict[str, Any], which: str) -> dict[str, Any]:
     """The record's last evaluation, or its best (highest mean score over tasks)."""
     evaluations = record["evaluations"]
