@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zsrl.data.coverage import EXTENT, free_cells
+from zsrl.data.coverage import EXTENT, coverage_histogram, free_cells
 from zsrl.evaluate import infer_task_vectors
 from zsrl.io import atomic_write_json, atomic_writer
 from zsrl.record import environment_info
@@ -40,7 +40,9 @@ def action_fans() -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
-    """Mean Q over the left fan and the right fan at each free cell: two (bins, bins) maps [y, x]."""
+    """Maps over the free cells at rest, each (bins, bins) [y, x], NaN in walls: mean Q over the left
+    fan and over the right fan, the policy's own value Q(s, π(s, z), z), and the implied reward
+    B(s)ᵀz. Plus "coverage": the dataset's visits per cell."""
     model = trainer.model
     device = model.obs_mean.device
     cfg = trainer.cfg
@@ -58,7 +60,12 @@ def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
     states = np.stack([x.ravel(), y.ravel(), 0 * x.ravel(), 0 * y.ravel()], axis=1)  # cells x 4
     obs = torch.as_tensor(trainer.domain.observe(states), device=device)  # cells x O
     z = z.expand(len(obs), -1)  # cells x d
-    out = {}
+    out = {
+        # V^π(s) = Q(s, π(s, z), z): where the deterministic policy expects value
+        "policy": model.q_value(obs, model.act(obs, z), z).cpu().numpy().reshape(bins, bins),
+        # r_z(s) = B(s)ᵀz: the reward the task vector stands for (with E_ρ[B Bᵀ] = I)
+        "reward": (model.backward(obs) * z).sum(-1).cpu().numpy().reshape(bins, bins),
+    }
     for name, fan in zip(("left", "right"), action_fans(), strict=True):
         q = torch.stack(
             [
@@ -68,7 +75,17 @@ def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
         )  # FAN x cells
         out[name] = q.mean(0).cpu().numpy().reshape(bins, bins)  # bins x bins
     walls = ~free_cells(bins).T  # bins x bins, [y, x]
-    return {k: np.where(walls, np.nan, v) for k, v in out.items()}
+    out = {k: np.where(walls, np.nan, v) for k, v in out.items()}
+    out["coverage"] = coverage_histogram(trainer.dataset, bins).T.astype(float)  # bins x bins [y, x]
+    return out
+
+
+def argmax_position(values: np.ndarray) -> list[float]:
+    """The (x, y) centre of the cell where a (bins, bins) [y, x] map is largest."""
+    bins = values.shape[0]
+    centres = (np.arange(bins) + 0.5) / bins * 2 * EXTENT - EXTENT  # bins
+    row, col = np.unravel_index(np.nanargmax(values), values.shape)
+    return [float(centres[col]), float(centres[row])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, values in value_maps(trainer, args.task, args.bins).items():
             maps[f"{label}/{name}"] = values.astype(np.float32)
         gap = np.nanmean(maps[f"{label}/left"] - maps[f"{label}/right"])
+        peaks = {k: argmax_position(maps[f"{label}/{k}"]) for k in ("policy", "reward")}
         runs.append(
             {"label": label, "run": str(run_dir), "method": trainer.cfg.method, "step": step,
-             "weights": args.weights, "mean_left_minus_right": float(gap)}
+             "dataset": trainer.cfg.data.name, "weights": args.weights,
+             "mean_left_minus_right": float(gap), "argmax_policy_value": peaks["policy"],
+             "argmax_reward": peaks["reward"]}
         )  # fmt: skip
-        print(f"{label} ({args.weights} weights, step {step}): mean Q(left) − Q(right) {gap:.3g}")
+        print(
+            f"{label} ({args.weights} weights, step {step}): mean Q(left) − Q(right) {gap:.3g}; "
+            f"V^π peaks at {np.round(peaks['policy'], 3)}, B·z at {np.round(peaks['reward'], 3)}"
+        )
     with atomic_writer(args.out.with_suffix(".npz")) as f:
         np.savez_compressed(f, **maps)
     atomic_write_json(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from zsrl.config import apply_overrides, preset
+from zsrl.data.coverage import EXTENT
 from zsrl.plots import effective_rank, read_metrics
 from zsrl.train import Trainer
 
@@ -115,6 +116,14 @@ def test_value_maps_average_q_over_the_action_fans(tmp_path, runs):
     assert saved["runs"][0]["mean_left_minus_right"] == pytest.approx(
         float(np.nanmean(left - right)), rel=1e-5
     )
+    policy, reward, coverage = maps["FB/policy"], maps["FB/reward"], maps["FB/coverage"]
+    assert np.array_equal(np.isnan(policy), walls) and np.array_equal(np.isnan(reward), walls)
+    record = json.loads((run_dir / "record.json").read_text())
+    assert coverage.sum() == record["dataset"]["transitions"]  # every start state, counted once
+    row, col = np.unravel_index(np.nanargmax(policy), policy.shape)
+    centres = np.linspace(-EXTENT, EXTENT, 13)[:-1] + EXTENT / 12  # the 12 cell centres
+    x, y = saved["runs"][0]["argmax_policy_value"]
+    assert (x, y) == pytest.approx((centres[col], centres[row]))
 
 
 def test_divergence_reads_q_level_and_rank(tmp_path, runs):
