@@ -76,7 +76,9 @@ def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
         out[name] = q.mean(0).cpu().numpy().reshape(bins, bins)  # bins x bins
     walls = ~free_cells(bins).T  # bins x bins, [y, x]
     out = {k: np.where(walls, np.nan, v) for k, v in out.items()}
-    out["coverage"] = coverage_histogram(trainer.dataset, bins).T.astype(float)  # bins x bins [y, x]
+    out["coverage"] = coverage_histogram(trainer.dataset, bins).T.astype(
+        float
+    )  # bins x bins [y, x]
     return out
 
 
