@@ -1,5 +1,7 @@
 """The course assignments' checkers: the reference passes, stubs and typical mistakes get named."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -47,7 +49,16 @@ def test_call_tells_a_stub_from_a_not_implemented_error_inside_the_students_code
     report = Report("X")
     assert call(report, student_function) is None
     assert "not implemented yet" not in text(report)
-    assert "from inside: this feature of the helper is missing" in text(report)
+    assert "from inside: NotImplementedError('this feature of the helper is missing')" in text(
+        report
+    )
+
+    @functools.wraps(not_implemented)
+    def wrapped(*args):
+        return not_implemented(*args)
+
+    report = Report("X")  # a decorated stub is still a stub
+    assert call(report, wrapped) is None and "is not implemented yet" in text(report)
 
 
 # --- A1: successor measure ------------------------------------------------------------------------

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from zsrl.config import apply_overrides, preset
-from zsrl.data.coverage import EXTENT
+from zsrl.data.coverage import EXTENT, coverage_histogram
+from zsrl.losses import orthonormality_loss
 from zsrl.plots import effective_rank, read_metrics
-from zsrl.train import Trainer
+from zsrl.train import Trainer, load_run
 
 pytest.importorskip("matplotlib")
 
@@ -118,8 +120,8 @@ def test_value_maps_average_q_over_the_action_fans(tmp_path, runs):
     )
     policy, reward, coverage = maps["FB/policy"], maps["FB/reward"], maps["FB/coverage"]
     assert np.array_equal(np.isnan(policy), walls) and np.array_equal(np.isnan(reward), walls)
-    record = json.loads((run_dir / "record.json").read_text())
-    assert coverage.sum() == record["dataset"]["transitions"]  # every start state, counted once
+    trainer, _ = load_run(run_dir, "last", data_root=data_root)
+    np.testing.assert_array_equal(coverage, coverage_histogram(trainer.dataset, 12).T)  # [y, x]
     row, col = np.unravel_index(np.nanargmax(policy), policy.shape)
     centres = np.linspace(-EXTENT, EXTENT, 13)[:-1] + EXTENT / 12  # the 12 cell centres
     x, y = saved["runs"][0]["argmax_policy_value"]
@@ -147,7 +149,5 @@ def test_effective_rank_from_the_ortho_loss():
         B = np.zeros((n, d))
         g = rng.standard_normal((n, rank))
         B[:, :rank] = np.sqrt(d) * g / np.linalg.norm(g, axis=1, keepdims=True)
-        C = B @ B.T
-        off = (C**2).sum() - (np.diag(C) ** 2).sum()
-        ortho = 2.0 * (off / (n * (n - 1)) - 2 * np.diag(C).mean())  # coefficient λ = 2
+        ortho = orthonormality_loss(torch.as_tensor(B), coefficient=2.0).item()
         assert effective_rank(ortho, d, coefficient=2.0) == pytest.approx(rank, rel=0.05)

@@ -87,13 +87,16 @@ def save_script_outputs(
 
     from zsrl.io import atomic_write_json
 
-    save_figure(fig, stem.with_suffix(".png"))
+    stem = Path(stem)
+    save_figure(fig, stem.with_name(stem.name + ".png"))  # not with_suffix: stems may hold dots
     plt.close(fig)
     command = f"python {script} " + shlex.join(argv)
-    atomic_write_json(stem.with_suffix(".json"), {"command": command, "runs": runs})
+    atomic_write_json(stem.with_name(stem.name + ".json"), {"command": command, "runs": runs})
 
 
-def effective_rank(ortho_loss: np.ndarray, z_dim: int, coefficient: float = 1.0) -> np.ndarray:
+def effective_rank(
+    ortho_loss: float | np.ndarray, z_dim: int, coefficient: float = 1.0
+) -> float | np.ndarray:
     """tr(Σ)²/tr(Σ²) of B's second moment Σ = E_ρ[B Bᵀ], read off the logged orthonormality loss.
 
     With ‖B‖² = d the loss is λ(tr(Σ²) − 2d) (book eq. (eq-ortho-loss)), so the participation ratio
@@ -125,6 +128,8 @@ def draw_divergence(
                 **record,
                 "evaluations": [e for e in record["evaluations"] if e["step"] <= until],
             }
+        if not len(metrics["step"]) or not record["evaluations"]:
+            raise ValueError(f"{path}: no logged metrics or evaluations up to update {until}")
         agent = record["config"]["agent"]
         gamma = agent["discount"]
         gammas.add(gamma)
@@ -149,6 +154,7 @@ def draw_divergence(
                 "b_rank_max": float(rank.max()),
                 "b_rank_last": float(rank[-1]),
                 "actor_q_last": float(metrics["actor_q"][-1]),
+                "fb_off_diag_last": float(metrics["fb_off_diag"][-1]),
                 "q_data_last": float(metrics["q_data"][-1]) if "q_data" in metrics else None,
                 "best_mean_return": float(returns.max()),
             }

@@ -10,6 +10,7 @@ page can execute before it is solved.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,7 @@ def call(report: Report, function: Callable[..., Any], *args: Any, label: str = 
         if _raised_by(function, error):
             report.fail(f"{name} is not implemented yet (it raises NotImplementedError)")
         else:  # raised by something the student's code called: a real error, with its message
-            report.fail(f"{name}{label} raised NotImplementedError from inside: {error}")
+            report.fail(f"{name}{label} raised NotImplementedError from inside: {error!r}")
         return None
     except Exception as error:  # noqa: BLE001 - a student's function may raise anything
         report.fail(f"{name}{label} raised {type(error).__name__}: {error}")
@@ -62,7 +63,7 @@ def call(report: Report, function: Callable[..., Any], *args: Any, label: str = 
 
 def _raised_by(function: Callable[..., Any], error: BaseException) -> bool:
     """Whether ``error`` was raised in ``function``'s own body (a stub), not in something it called."""
-    code = getattr(function, "__code__", None)
+    code = getattr(inspect.unwrap(function), "__code__", None)  # through functools.wraps
     tb = error.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
