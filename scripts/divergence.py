@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
     summary = draw_divergence(axes, dict(args.run), until=args.until)
-    save_script_outputs(fig, args.out, "scripts/divergence.py", argv, summary)
+    save_script_outputs(args.out, "scripts/divergence.py", argv, summary, fig=fig)
     for s in summary:
         print(
             f"{s['label']:24s} M̄ at {s['last_step']}: {s['target_M_last']:9.4g}  "

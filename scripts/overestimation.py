@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         bottom.set_xlabel("updates")
         bottom.set_ylim(-20, 1000)
         top.legend(frameon=False, fontsize=8)
-    save_script_outputs(fig, args.out, "scripts/overestimation.py", argv, summary)
+    save_script_outputs(args.out, "scripts/overestimation.py", argv, summary, fig=fig)
     for s in summary:
         print(
             f"{s['dataset']:8s} n={s['n_transitions']:>7,}  actor Q at {s['last_step']}: "

@@ -11,7 +11,6 @@ returns of the drawn episodes and their (x, y) paths, with the command that made
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -22,8 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsrl.evaluate import evaluate  # noqa: E402
-from zsrl.io import atomic_write_json, atomic_writer  # noqa: E402
-from zsrl.plots import draw_rollouts, save_figure  # noqa: E402
+from zsrl.plots import draw_rollouts, save_script_outputs  # noqa: E402
 from zsrl.record import environment_info  # noqa: E402
 from zsrl.train import WEIGHTS, labelled_run, load_run  # noqa: E402
 
@@ -93,22 +91,18 @@ def main(argv: list[str] | None = None) -> int:
             ax.set_title(
                 f"{run['label']}: {task}\nIQM return {run['tasks'][task]['score']:.0f}", fontsize=9
             )
-    save_figure(fig, args.out.with_suffix(".png"))
-    plt.close(fig)
-
-    with atomic_writer(args.out.with_suffix(".npz")) as f:
-        np.savez_compressed(f, **paths)
-    atomic_write_json(
-        args.out.with_suffix(".json"),
-        {
-            "command": "python scripts/rollouts.py " + shlex.join(argv),
-            "episodes": args.episodes,
-            "path_stride": PATH_STRIDE,
-            "environment": environment_info(trainer.device),
-            "runs": runs,
-        },
+    save_script_outputs(
+        args.out,
+        "scripts/rollouts.py",
+        argv,
+        runs,
+        fig=fig,
+        arrays=paths,
+        episodes=args.episodes,
+        path_stride=PATH_STRIDE,
+        environment=environment_info(trainer.device),
     )
-    print(f"wrote {args.out.with_suffix('.png')}, .json and .npz")
+    print(f"wrote {args.out}.png, .json and .npz")
     return 0
 
 

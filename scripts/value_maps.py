@@ -14,7 +14,6 @@ Writes STEM.npz (the maps, NaN inside walls) and STEM.json (the runs, steps, wei
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from zsrl.data.coverage import EXTENT, coverage_histogram, free_cells
 from zsrl.evaluate import infer_task_vectors
-from zsrl.io import atomic_write_json, atomic_writer
+from zsrl.plots import save_script_outputs
 from zsrl.record import environment_info
 from zsrl.train import WEIGHTS, Trainer, labelled_run, load_run
 
@@ -119,20 +118,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{label} ({args.weights} weights, step {step}): mean Q(left) − Q(right) {gap:.3g}; "
             f"V^π peaks at {np.round(peaks['policy'], 3)}, B·z at {np.round(peaks['reward'], 3)}"
         )
-    with atomic_writer(args.out.with_suffix(".npz")) as f:
-        np.savez_compressed(f, **maps)
-    atomic_write_json(
-        args.out.with_suffix(".json"),
-        {
-            "command": "python scripts/value_maps.py " + shlex.join(argv),
-            "task": args.task,
-            "bins": args.bins,
-            "fan": {k: v.tolist() for k, v in zip(("left", "right"), action_fans(), strict=True)},
-            "environment": environment_info(trainer.device),
-            "runs": runs,
-        },
+    save_script_outputs(
+        args.out,
+        "scripts/value_maps.py",
+        argv,
+        runs,
+        arrays=maps,
+        task=args.task,
+        bins=args.bins,
+        fan={k: v.tolist() for k, v in zip(("left", "right"), action_fans(), strict=True)},
+        environment=environment_info(trainer.device),
     )
-    print(f"wrote {args.out.with_suffix('.npz')} and .json")
+    print(f"wrote {args.out}.npz and .json")
     return 0
 
 

@@ -77,21 +77,35 @@ def save_figure(fig: Any, path: Path, dpi: int = 90) -> None:
 
 
 def save_script_outputs(
-    fig: Any, stem: Path, script: str, argv: list[str], runs: list[dict[str, Any]]
+    stem: Path,
+    script: str,
+    argv: list[str],
+    runs: list[dict[str, Any]],
+    *,
+    fig: Any = None,
+    arrays: dict[str, np.ndarray] | None = None,
+    **fields: Any,
 ) -> None:
-    """STEM.png from ``fig`` (then closed) and STEM.json with the runs' numbers and the command that
-    made them (``python SCRIPT ARGV``), as the results scripts leave them."""
+    """What a results script leaves, each file written atomically: STEM.png from ``fig`` (then
+    closed), STEM.npz from ``arrays``, and STEM.json with the command that made them (``python SCRIPT
+    ARGV``), any other ``fields``, then the runs' numbers. Suffixes are appended, not substituted:
+    stems may hold dots (``…_g0.995``)."""
     import shlex
 
-    import matplotlib.pyplot as plt
-
-    from zsrl.io import atomic_write_json
+    from zsrl.io import atomic_write_json, atomic_writer
 
     stem = Path(stem)
-    save_figure(fig, stem.with_name(stem.name + ".png"))  # not with_suffix: stems may hold dots
-    plt.close(fig)
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        save_figure(fig, stem.with_name(stem.name + ".png"))
+        plt.close(fig)
+    if arrays is not None:
+        with atomic_writer(stem.with_name(stem.name + ".npz")) as f:
+            np.savez_compressed(f, **arrays)
     command = f"python {script} " + shlex.join(argv)
-    atomic_write_json(stem.with_name(stem.name + ".json"), {"command": command, "runs": runs})
+    payload = {"command": command, **fields, "runs": runs}
+    atomic_write_json(stem.with_name(stem.name + ".json"), payload)
 
 
 def effective_rank(
