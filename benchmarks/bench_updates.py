@@ -3,7 +3,11 @@
 Prints one table. Run on a quiet machine (nothing else on the cores):
 
     python benchmarks/bench_updates.py [--device cpu] [--threads 2] [--scales quick book paper]
-        [--methods fb vcfb mcfb dvcfb] [--seconds 10] [--penalty-states 1.0]
+        [--methods fb vcfb mcfb dvcfb sf-lap gciql cql td3] [--seconds 10] [--penalty-states 1.0]
+
+Each method updates on one fixed batch of its preset's size on the maze's 4-d observations, 2-d
+actions (with a reward for the single-task methods and a goal for GC-IQL), so the table times the
+update rule alone; drawing batches (GC-IQL's goals included) is not timed.
 """
 
 from __future__ import annotations
@@ -14,9 +18,8 @@ import time
 import numpy as np
 import torch
 
-from zsrl.agents import Batch, make_agent
-from zsrl.config import METHODS, preset
-from zsrl.model import FBModel
+from zsrl.agents import Batch, build_agent
+from zsrl.config import CONSERVATIVE_METHODS, METHODS, preset
 from zsrl.train import resolve_device
 
 
@@ -25,15 +28,17 @@ def time_updates(
 ) -> tuple[float, int]:
     """Median ms per update over five timed blocks on one fixed batch, and the batch size."""
     cfg = preset(method, "point_mass_maze", scale).agent
-    if penalty_states is not None:
+    if penalty_states is not None and method in CONSERVATIVE_METHODS:
         cfg.conservative.penalty_states = penalty_states
     torch.manual_seed(0)
-    agent = make_agent(method, FBModel(4, 2, cfg).to(device), cfg)
+    agent = build_agent(method, cfg, 4, 2, device)
     n = cfg.batch_size
     batch = Batch(
         torch.randn(n, 4, device=device) * 0.1,
         torch.rand(n, 2, device=device) * 2 - 1,
         torch.randn(n, 4, device=device) * 0.1,
+        reward=torch.rand(n, device=device),
+        goal=torch.randn(n, 4, device=device) * 0.1,
     )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(5):

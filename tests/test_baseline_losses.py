@@ -274,6 +274,17 @@ def test_goal_sampler_resamples_every_call():
     assert np.array_equal(first, again)  # reproducible from the generator's seed
 
 
+def test_goal_sampler_with_precomputed_bounds_matches():
+    bounds = bl.episode_bounds(EPISODES)
+    assert np.array_equal(bounds[0], START) and np.array_equal(bounds[1], END)
+    index = np.random.default_rng(3).integers(0, EPISODES.size, size=5000)
+    plain = bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4))
+    given = bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), bounds=bounds)
+    assert np.array_equal(plain.goal, given.goal) and np.array_equal(plain.source, given.source)
+    with pytest.raises(ValueError, match="bounds"):
+        bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), bounds=(START[:5], END))
+
+
 def test_goal_sampler_bad_input():
     rng = np.random.default_rng(0)
     index = np.array([0, 1])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zsrl.config import METHODS
+from zsrl.config import METHODS, SINGLE_TASK_METHODS
 
 ROOT = Path(__file__).parents[1]
 BOOK = ROOT / "book"
@@ -32,12 +32,17 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
     out = tmp_path / "out.ipynb"
     run_dir = tmp_path / "run"
     parameters = dict(method=method, scale="quick", steps=60, threads=1, out_dir=str(run_dir))
+    if method in SINGLE_TASK_METHODS:
+        parameters["tasks"] = "reach_top_left"  # cql and td3 learn one task
     papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, progress_bar=False)
     record = json.loads((run_dir / "record.json").read_text())
     assert record["method"] == method and record["scale"] == "quick"
     assert record["steps_done"] == 60 and record["complete"]
     assert record["command"].startswith("papermill book/run_experiment.ipynb")
     assert f"-p method {method}" in record["command"]
+    if method in SINGLE_TASK_METHODS:
+        assert record["single_task"] == "reach_top_left" and record["tasks"] == ["reach_top_left"]
+        assert "-p tasks reach_top_left" in record["command"]
     executed = json.loads(out.read_text())
     images = [
         o
@@ -52,7 +57,8 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("method", "cql2", "unknown method 'cql2'; valid choices: ['dvcfb', 'fb', 'mcfb', 'vcfb']"),
+        ("method", "cql2", "unknown method 'cql2'; valid choices: ['cql', 'dvcfb', 'fb', 'gciql'"),
+        ("tasks", "reach_moon", "unknown task 'reach_moon'"),
         ("scale", "huge", "unknown scale 'huge'; valid choices"),
         ("dataset", "d4rl", "unknown dataset 'd4rl'; valid choices"),
         ("steps", -3, "steps must be a positive integer or None, got -3"),

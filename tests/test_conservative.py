@@ -85,7 +85,7 @@ def test_lagrange_loss_gradient_sign():
 @pytest.mark.parametrize("penalty, rises", [(100.0, True), (10.0, False)])
 def test_alpha_rises_above_the_budget_and_falls_below(penalty, rises):
     agent = agent_for("vcfb")
-    alphas = [agent.alpha_step(torch.tensor(penalty)).item() for _ in range(50)]
+    alphas = [agent.multiplier.step(torch.tensor(penalty)).item() for _ in range(50)]
     steps = torch.tensor(alphas).diff()
     assert bool(torch.all(steps > 0)) if rises else bool(torch.all(steps < 0))
 
@@ -211,7 +211,7 @@ def test_conservative_state_round_trip():
     other = agent_for("vcfb", seed=5)
     other.load_state_dict(state)
     assert other.log_alpha.item() == agent.log_alpha.item() != 0.0
-    assert other.alpha_optimizer.state_dict()["state"][0]["step"] == 3
+    assert other.multiplier.optimizer.state_dict()["state"][0]["step"] == 3
 
 
 # ------------------------------------------------------------------ the failure and its fix

@@ -28,6 +28,9 @@ class GoalSeeker:
     def infer_z_from_rewards(self, next_obs, rewards):
         return infer_z_from_rewards(next_obs, rewards)
 
+    def task_contexts(self, tasks, *args):
+        return infer_task_vectors(self, tasks, *args)
+
     def act(self, obs, z):
         return (40.0 * (z[:, :2] - obs[:, :2]) - 5.0 * obs[:, 2:]).clamp(-1, 1)
 

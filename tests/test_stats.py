@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from zsrl.results import compare_methods, format_summary, metrics_path, summarise
+from zsrl.results import (
+    combine_single_task,
+    compare_methods,
+    format_summary,
+    metrics_path,
+    summarise,
+)
 from zsrl.stats import (
     aggregate_with_ci,
     iqm,
@@ -314,3 +320,31 @@ def test_metrics_path_of_a_run_directory_and_of_a_committed_record(tmp_path):
     assert metrics_path(record) == tmp_path / "metrics_vcfb_seed0.csv"
     with pytest.raises(ValueError, match="neither a run directory nor a record"):
         metrics_path(tmp_path / "summary.json")
+
+
+def single_task_record(seed, task, scores_by_step, method="cql"):
+    r = record(seed, [(step, {task: score}) for step, score in scores_by_step])
+    return r | {"single_task": task, "method": method, "command": f"train {task} {seed}"}
+
+
+def test_single_task_runs_combine_per_seed_over_their_tasks():
+    runs = [
+        single_task_record(seed, task, [(10, 100.0 * seed + k), (20, 5.0 + k)])
+        for seed in (1, 2)
+        for k, task in enumerate(["b", "a"])  # tasks in any order
+    ]
+    combined = combine_single_task(runs)
+    assert [r["config"]["train"]["seed"] for r in combined] == [1, 2]
+    assert combined[0]["tasks"] == ["a", "b"] and combined[0]["single_task"] is None
+    summary = summarise(runs, reps=200)
+    assert summary["best"]["scores"] == [[101.0, 100.0], [201.0, 200.0]]  # each task's own run
+    assert summary["last"]["scores"] == [[6.0, 5.0], [6.0, 5.0]]
+    # a seed without a run for every task, two runs for one task, or mixed methods are refused
+    with pytest.raises(ValueError, match="missing.*\\{2: \\['a'\\]\\}"):
+        combine_single_task(runs[:3])
+    with pytest.raises(ValueError, match="two runs of seed 1 for task 'b'"):
+        combine_single_task([*runs, runs[0]])
+    with pytest.raises(ValueError, match="different"):
+        combine_single_task([*runs[:2], single_task_record(3, "a", [(10, 1.0)], method="td3")])
+    with pytest.raises(ValueError, match="not a single-task run"):
+        combine_single_task([record(1, [(10, {"a": 1.0})])])

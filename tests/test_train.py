@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from zsrl.config import apply_overrides, preset
+from zsrl.config import BASELINE_METHODS, SINGLE_TASK_METHODS, apply_overrides, preset
 from zsrl.train import (
     BEST_MODEL,
     CHECKPOINT,
@@ -30,7 +30,8 @@ SMALL = [
 
 
 def config(*extra, method="fb"):
-    return apply_overrides(preset(method, "point_mass_maze", "quick"), [*SMALL, *extra])
+    single = ["eval.tasks=['reach_top_left']"] if method in SINGLE_TASK_METHODS else []
+    return apply_overrides(preset(method, "point_mass_maze", "quick"), [*SMALL, *single, *extra])
 
 
 def weights(run_dir):
@@ -69,7 +70,7 @@ def test_quick_run_writes_a_complete_record(tmp_path, data_root):
     assert rows[0].endswith("q_data,q_uniform,q_policy")  # the value probe
 
 
-@pytest.mark.parametrize("method", ["fb", "mcfb"])
+@pytest.mark.parametrize("method", ["fb", "mcfb", *BASELINE_METHODS])
 def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root, method):
     straight = tmp_path / "straight"
     Trainer(config(method=method), straight, data_root=data_root, progress=False).run()
@@ -84,6 +85,38 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root, method
     assert [e["step"] for e in record["evaluations"]] == [0, 20, 40]
     # the metrics of both runs agree row by row (all but the wall-clock column)
     assert metric_rows(straight / METRICS) == metric_rows(split / METRICS)
+
+
+@pytest.mark.parametrize("method", BASELINE_METHODS)
+def test_baselines_train_and_evaluate_through_the_trainer(tmp_path, data_root, method):
+    record = Trainer(config(method=method), tmp_path, data_root=data_root, progress=False).run()
+    assert record["method"] == method and record["complete"] and record["steps_done"] == 40
+    expected = ["reach_top_left"] if method in SINGLE_TASK_METHODS else sorted(record["tasks"])
+    assert sorted(record["evaluations"][-1]["scores"]) == expected
+    assert record["single_task"] == ("reach_top_left" if method in SINGLE_TASK_METHODS else None)
+    header = (tmp_path / METRICS).read_text().splitlines()[0].split(",")
+    assert set(
+        Trainer(config(method=method), tmp_path / "x", data_root=data_root).agent.progress_keys
+    ) <= set(header)
+    # the value probe is logged for every model with action values (all but GC-IQL's)
+    assert ("q_data" in header) == (method != "gciql")
+
+
+def test_single_task_methods_need_exactly_one_task(tmp_path, data_root):
+    cfg = apply_overrides(preset("td3", "point_mass_maze", "quick"), SMALL)
+    with pytest.raises(ValueError, match="exactly one task.*valid tasks: \\['reach_bottom_left'"):
+        Trainer(cfg, tmp_path, data_root=data_root, progress=False)
+    two = apply_overrides(cfg, ["eval.tasks=['reach_top_left', 'reach_top_right']"])
+    with pytest.raises(ValueError, match="exactly one task"):
+        two.validate()
+
+
+def test_single_task_rewards_are_relabelled_from_physics(tmp_path, data_root):
+    trainer = Trainer(config(method="td3"), tmp_path, data_root=data_root, progress=False)
+    task = trainer.domain.task("reach_top_left")
+    expected = task.reward(trainer.dataset.next_physics, trainer.dataset.action)
+    torch.testing.assert_close(trainer.data.reward, torch.as_tensor(expected, dtype=torch.float32))
+    assert trainer.sample_batch().reward.shape == (trainer.agent.batch_size,)
 
 
 def metric_rows(path):

@@ -277,6 +277,7 @@ def sample_goal_indices(
     p_current: float = 0.2,
     geometric_p: float = 0.01,
     timesteps: np.ndarray | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> GoalIndices:
     """Goal states of GC-IQL for the transitions ``index``; call it for every batch (spec §3.2, §9).
 
@@ -292,6 +293,9 @@ def sample_goal_indices(
 
     Transitions of one episode must be contiguous and in time order in the dataset arrays. Contiguity
     is checked from ``episode_ids`` (n); time order is checked when ``timesteps`` (n) is given.
+    ``bounds``: the (start, end) arrays of :func:`episode_bounds` for ``episode_ids``, when the caller
+    has computed them once (a training loop): they are then used as given, without the contiguity
+    check, which costs about as much as the sampling itself on a large dataset.
     ``index``: M dataset indices of the sampled transitions. Returns the M goal indices and sources.
     """
     probs = (p_future, p_random, p_current)
@@ -301,7 +305,16 @@ def sample_goal_indices(
         )
     if not 0.0 < geometric_p <= 1.0:
         raise ValueError(f"geometric_p must lie in (0, 1], got {geometric_p}")
-    start, end = episode_bounds(episode_ids)  # n, n
+    if bounds is None:
+        start, end = episode_bounds(episode_ids)  # n, n
+    else:
+        start, end = bounds  # n, n
+        n = np.shape(episode_ids)[0]
+        if start.shape != (n,) or end.shape != (n,):
+            raise ValueError(
+                f"bounds must be two arrays of the {n} episode ids' length, got shapes "
+                f"{start.shape} and {end.shape}"
+            )
     if timesteps is not None:
         steps = np.asarray(timesteps)
         if steps.shape != start.shape:

@@ -42,7 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=None)
     train.add_argument("--n-transitions", type=int, default=None, help="subsample the dataset")
     train.add_argument("--action-filter", default=None, help="e.g. no_left")
-    train.add_argument("--tasks", nargs="+", default=None, help="default: every task")
+    train.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        help="default: every task; cql and td3 learn exactly one, named here",
+    )
     train.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--out", type=Path, default=None, help="run directory")
@@ -97,6 +102,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 def default_out(cfg: RunConfig) -> Path:
     extra = f"_n{cfg.data.n_transitions}" if cfg.data.n_transitions else ""
     extra += f"_{cfg.data.action_filter}" if cfg.data.action_filter else ""
+    extra += f"_{cfg.single_task}" if cfg.single_task else ""
     return Path("runs") / (
         f"{cfg.method}_{cfg.domain}_{cfg.data.name}{extra}_{cfg.scale}_seed{cfg.train.seed}"
     )
@@ -148,8 +154,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
             else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
         )
         print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
+    if trainer.probe is None:
+        return
     probe = {k: float(v) for k, v in trainer.probe(trainer.model).items()}
-    print("  value probe (mean predicted Q = min_j F_jᵀz over dataset states and sphere z):")
+    print("  value probe (mean predicted Q over dataset states, and sphere z for FB and SF-LAP):")
     print("    " + "  ".join(f"{k} {v:.4g}" for k, v in probe.items()))
 
 
@@ -165,7 +173,8 @@ def _print_summary(record: dict, out: Path) -> None:
     print(
         f"\nrun directory: {out}  ({record['wall_time_s']:.0f} s, {record['steps_done']} updates)"
     )
-    print(f"{'task':24s} {'last':>8s} {'best':>8s}   (zero-shot return, IQM over episodes)")
+    kind = "return" if record.get("single_task") else "zero-shot return"
+    print(f"{'task':24s} {'last':>8s} {'best':>8s}   ({kind}, IQM over episodes)")
     for task in record["tasks"]:
         print(f"{task:24s} {last['scores'][task]:8.1f} {best['scores'][task]:8.1f}")
     print(

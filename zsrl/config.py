@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCALES = ("quick", "book", "paper")
-METHODS = ("fb", "vcfb", "mcfb", "dvcfb")
+FB_METHODS = ("fb", "vcfb", "mcfb", "dvcfb")
 CONSERVATIVE_METHODS = ("vcfb", "mcfb", "dvcfb")
+BASELINE_METHODS = ("sf-lap", "gciql", "cql", "td3")
+METHODS = FB_METHODS + BASELINE_METHODS
+# Methods that learn one task's policy from its relabelled rewards: trained and evaluated on one task.
+SINGLE_TASK_METHODS = ("cql", "td3")
 
 
 @dataclass
@@ -53,35 +57,135 @@ class ConservativeConfig:
 
 
 @dataclass
-class FBConfig:
-    """FB hyperparameters (paper_spec §1, Appendix A). Defaults are the paper's."""
+class ForwardActorConfig:
+    """What FB and SF-LAP share (paper_spec §1.3, §3.1): a two-headed forward net over (s, a, z), the
+    z-conditioned actor, task-vector mixing and the optimisation. Defaults are the paper's."""
 
     z_dim: int = 50  # d; 100 on the maze
     discount: float = 0.98  # γ; 0.99 on the maze
     batch_size: int = 512
-    lr_fb: float = 1e-4  # Adam learning rate of F and B
-    lr_b_coefficient: float = 1.0  # scales B's learning rate
     lr_actor: float = 1e-4
-    ortho_coefficient: float = 1.0  # λ of the orthonormality loss
+    ortho_coefficient: float = 1.0  # λ of the orthonormality loss (on B for FB, on φ for SF-LAP)
     target_tau: float = 0.01  # Polyak: θ̄ ← τ θ + (1 − τ) θ̄, every update
-    z_mix_ratio: float = 0.5  # share of task vectors taken from B(s) of batch states
+    z_mix_ratio: float = 0.5  # share of task vectors taken from the batch's states (B(s) or φ C⁺)
     actor_std: float = 0.2  # σ of the actor's truncated-normal noise
     actor_std_clip: float = 0.3  # noise clipped to ±clip
     grad_clamp: float = 1.0  # elementwise gradient clamp (0 disables)
     preprocessor_hidden: int = 1024  # obs-action / obs-z / actor preprocessors
     preprocessor_layers: int = 2
     preprocessor_out: int = 512
-    forward_hidden: int = 1024  # each of the two F heads
+    forward_hidden: int = 1024  # each of the two F (or ψ) heads
     forward_layers: int = 2
-    backward_hidden: int = 256
-    backward_layers: int = 3
     actor_hidden: int = 1024
     layernorm_input: bool = False  # first layer Linear→LayerNorm→Tanh instead of Linear→ReLU
     normalize_obs: bool = False  # standardise observations with dataset statistics
     # LayerNorm before each hidden ReLU of F's two heads. Not in the paper: a known stabiliser of
     # bootstrapped (TD) losses, for probing the measure's divergence on narrow data at book scale.
     forward_layernorm: bool = False
+
+
+@dataclass
+class FBConfig(ForwardActorConfig):
+    """FB hyperparameters (paper_spec §1, Appendix A), and the penalty of its conservative variants."""
+
+    lr_fb: float = 1e-4  # Adam learning rate of F and B
+    lr_b_coefficient: float = 1.0  # scales B's learning rate
+    backward_hidden: int = 256
+    backward_layers: int = 3
     conservative: ConservativeConfig = field(default_factory=ConservativeConfig)
+
+
+@dataclass
+class SFConfig(ForwardActorConfig):
+    """SF-LAP (paper_spec §3.1): Laplacian features φ(s) and successor features ψ(s, a, z) trained
+    with a TD loss on Q = ψᵀz; ψ and the actor have FB's architecture."""
+
+    lr_sf: float = 1e-4  # Adam learning rate of ψ
+    lr_features: float = 5e-4  # Adam learning rate of φ
+    feature_hidden: int = 256  # φ: [Linear→LayerNorm→Tanh, then Linear→ReLU] x feature_layers
+    feature_layers: int = 3
+
+
+@dataclass
+class GCIQLConfig:
+    """Goal-conditioned IQL, the value-only variant of the paper's code (paper_spec §3.2)."""
+
+    discount: float = 0.98  # γ (the paper's command-line value)
+    batch_size: int = 1024
+    lr_value: float = 1e-4
+    lr_actor: float = 1e-4
+    target_tau: float = 0.005  # Polyak, every update
+    expectile: float = 0.7  # τ_e of the expectile value loss
+    temperature: float = 1.0  # β of the advantage-weighted actor
+    max_weight: float = 100.0  # AWR weights clipped here
+    value_hidden: int = 1024  # each of the two V(s, g) nets: Linear→LayerNorm→Tanh, then ReLU
+    value_layers: int = 2
+    actor_hidden: int = 1024  # the Gaussian actor on [s, g]: ReLU layers, no LayerNorm
+    actor_layers: int = 2
+    log_std_min: float = -5.0  # log σ = min + (max − min)·(tanh(x) + 1)/2
+    log_std_max: float = 2.0
+    # goal sampling for every batch: a future state (t + Geometric(p)), a state of the same episode,
+    # or the current state
+    p_future: float = 0.5
+    p_random: float = 0.3
+    p_current: float = 0.2
+    geometric_p: float = 0.01
+    normalize_obs: bool = False
+
+
+@dataclass
+class CQLConfig:
+    """Single-task CQL on SAC (paper_spec §3.3), with the Lagrangian α of the paper's ExORL runs."""
+
+    discount: float = 0.98
+    batch_size: int = 1024
+    lr_critic: float = 1e-4
+    lr_actor: float = 1e-4
+    lr_temperature: float = 1e-4  # SAC's entropy temperature
+    init_temperature: float = 0.1
+    target_tau: float = 0.005
+    target_update_every: int = 2  # Polyak-average the critic targets every k updates
+    critic_hidden: int = 1024  # two Q(s, a) MLPs, ReLU
+    critic_layers: int = 2
+    actor_hidden: int = 1024  # tanh-Gaussian actor, log σ clamped to [log_std_min, log_std_max]
+    actor_layers: int = 2
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    cql_samples: int = 3  # actions per source: uniform, π(s), π(s'); all scored at s
+    lagrange: bool = True  # tune α towards target_penalty; False keeps α = alpha
+    target_penalty: float = 50.0
+    alpha: float = 0.01  # the fixed α when lagrange is False (the paper's D4RL setting)
+    log_alpha_init: float = 0.0
+    lr_alpha: float = 1e-4
+    normalize_obs: bool = False
+
+
+@dataclass
+class TD3Config:
+    """Offline TD3 without a behaviour-cloning term (paper_spec §3.4)."""
+
+    discount: float = 0.98
+    batch_size: int = 1024
+    lr_critic: float = 1e-4
+    lr_actor: float = 1e-4
+    target_tau: float = 0.01  # Polyak, every update (critics and actor)
+    critic_hidden: int = 1024  # two Q(s, a) MLPs, first layer Linear→LayerNorm→Tanh
+    critic_layers: int = 2
+    actor_hidden: int = 1024  # Linear→LayerNorm→Tanh, Linear→ReLU, Linear→tanh
+    actor_std: float = 0.2  # truncated-normal exploration and target-smoothing noise
+    actor_std_clip: float = 0.3
+    normalize_obs: bool = False
+
+
+AgentConfig = FBConfig | SFConfig | GCIQLConfig | CQLConfig | TD3Config
+# The agent configuration class of every method.
+AGENT_CONFIGS: dict[str, type] = {
+    **{name: FBConfig for name in FB_METHODS},
+    "sf-lap": SFConfig,
+    "gciql": GCIQLConfig,
+    "cql": CQLConfig,
+    "td3": TD3Config,
+}
 
 
 @dataclass
@@ -123,7 +227,7 @@ class RunConfig:
     method: str = "fb"
     domain: str = "point_mass_maze"
     scale: str = "paper"
-    agent: FBConfig = field(default_factory=FBConfig)
+    agent: AgentConfig = field(default_factory=FBConfig)  # the class AGENT_CONFIGS[method]
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -135,7 +239,7 @@ class RunConfig:
         """Check every named choice against its registry; a bad one lists the valid ones."""
         from zsrl.data import ACTION_FILTERS, collector_names
         from zsrl.envs import get_domain
-        from zsrl.evaluate import GOAL_INFERENCE
+        from zsrl.infer import GOAL_INFERENCE
 
         _check_choice("method", self.method, METHODS)
         _check_choice("scale", self.scale, SCALES)
@@ -143,15 +247,39 @@ class RunConfig:
         if self.data.action_filter is not None:
             _check_choice("action filter", self.data.action_filter, ACTION_FILTERS)
         _check_choice("goal_inference", self.eval.goal_inference, GOAL_INFERENCE)
+        expected = AGENT_CONFIGS[self.method]
+        if type(self.agent) is not expected:
+            raise ValueError(
+                f"method {self.method!r} takes an agent config of type {expected.__name__}, "
+                f"got {type(self.agent).__name__}"
+            )
         if self.method in CONSERVATIVE_METHODS:
             self.agent.conservative.sample_counts()
         domain = get_domain(self.domain)
         for task in self.eval.tasks or []:
             domain.task(task)
+        if self.method in SINGLE_TASK_METHODS and len(self.eval.tasks or []) != 1:
+            raise ValueError(
+                f"method {self.method!r} learns one task from its rewards: name exactly one task "
+                f"(--tasks NAME or eval.tasks=['NAME']), got {self.eval.tasks!r}; valid tasks: "
+                f"{sorted(domain.tasks)}"
+            )
+
+    @property
+    def single_task(self) -> str | None:
+        """The task a single-task method (cql, td3) is trained for; None for zero-shot methods."""
+        return (
+            self.eval.tasks[0] if self.method in SINGLE_TASK_METHODS and self.eval.tasks else None
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return _from_dict(cls, data)
+        """The configuration a dict describes; the agent section's class follows ``method``."""
+        data = dict(data)
+        method = data.get("method", "fb")
+        _check_choice("method", method, METHODS)
+        agent = _from_dict(AGENT_CONFIGS[method], data.pop("agent", {}), "agent.")
+        return dataclasses.replace(_from_dict(cls, data), agent=agent)
 
 
 def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
@@ -177,9 +305,10 @@ def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
         raise ValueError(f"unknown {kind} {value!r}; valid choices: {choices}")
 
 
-# Sizes of the three scales. `paper` is spec Appendix A. `book` fits one FB run of the default maze
-# experiment into about 15 minutes of this project's 2-core CPU; `quick` runs in seconds for tests.
-_SCALE_AGENT: dict[str, dict[str, Any]] = {
+# Sizes of the three scales, per agent config class. `paper` is spec Appendix A. `book` fits one FB
+# run of the default maze experiment into about 15 minutes of this project's 2-core CPU, and gives
+# every baseline the same widths and batch; `quick` runs in seconds for tests.
+_FORWARD_ACTOR_SCALE: dict[str, dict[str, Any]] = {
     "paper": {},
     "book": dict(
         layernorm_input=True,  # raw observations, Linear→LayerNorm→Tanh first layers (spec §1.3)
@@ -189,8 +318,6 @@ _SCALE_AGENT: dict[str, dict[str, Any]] = {
         preprocessor_out=256,
         forward_hidden=256,
         forward_layers=1,
-        backward_hidden=256,
-        backward_layers=2,
         actor_hidden=256,
     ),
     "quick": dict(
@@ -201,10 +328,39 @@ _SCALE_AGENT: dict[str, dict[str, Any]] = {
         preprocessor_out=32,
         forward_hidden=32,
         forward_layers=1,
-        backward_hidden=32,
-        backward_layers=1,
         actor_hidden=32,
     ),
+}
+_SCALE_AGENT: dict[type, dict[str, dict[str, Any]]] = {
+    FBConfig: {
+        "paper": {},
+        "book": _FORWARD_ACTOR_SCALE["book"] | dict(backward_hidden=256, backward_layers=2),
+        "quick": _FORWARD_ACTOR_SCALE["quick"] | dict(backward_hidden=32, backward_layers=1),
+    },
+    SFConfig: {
+        "paper": {},
+        "book": _FORWARD_ACTOR_SCALE["book"] | dict(feature_hidden=256, feature_layers=2),
+        "quick": _FORWARD_ACTOR_SCALE["quick"] | dict(feature_hidden=32, feature_layers=1),
+    },
+    GCIQLConfig: {
+        "paper": {},
+        "book": dict(batch_size=256, value_hidden=256, actor_hidden=256),
+        "quick": dict(
+            batch_size=64, value_hidden=32, value_layers=1, actor_hidden=32, actor_layers=1
+        ),
+    },
+    CQLConfig: {
+        "paper": {},
+        "book": dict(batch_size=256, critic_hidden=256, actor_hidden=256),
+        "quick": dict(
+            batch_size=64, critic_hidden=32, critic_layers=1, actor_hidden=32, actor_layers=1
+        ),
+    },
+    TD3Config: {
+        "paper": {},
+        "book": dict(batch_size=256, critic_hidden=256, actor_hidden=256),
+        "quick": dict(batch_size=64, critic_hidden=32, critic_layers=1, actor_hidden=32),
+    },
 }
 _SCALE_TRAIN: dict[str, dict[str, Any]] = {
     "paper": dict(steps=1_000_000, eval_every=20_000, log_every=1_000, checkpoint_every=20_000),
@@ -228,15 +384,24 @@ _SCALE_CONSERVATIVE: dict[str, dict[str, Any]] = {
 _METHOD_AGENT: dict[str, dict[str, Any]] = {
     name: dict(lr_actor=3e-5) for name in CONSERVATIVE_METHODS
 }
-# Per-domain overrides of the method (spec §1.6: d 100 and γ 0.99 on the maze).
-_DOMAIN_AGENT: dict[str, dict[str, Any]] = {
-    "point_mass_maze": dict(z_dim=100, discount=0.99),
+# Per-domain overrides (spec §1.6, §3.1: d 100 and γ 0.99 on the maze for FB and SF-LAP; the paper's
+# GC-IQL, CQL and TD3 keep γ 0.98 everywhere).
+_DOMAIN_AGENT: dict[tuple[type, str], dict[str, Any]] = {
+    (FBConfig, "point_mass_maze"): dict(z_dim=100, discount=0.99),
+    (SFConfig, "point_mass_maze"): dict(z_dim=100, discount=0.99),
 }
 # Per-(scale, domain) overrides. At book scale the maze's far goals (200-400 steps away through the
-# doors) need a longer horizon than γ 0.99 gives (0.99^300 ≈ 0.05 of the near goal's weight) and a
-# slower target and actor to stay stable: results/fb_maze_uniform-reset_book_gamma995/.
-_SCALE_DOMAIN_AGENT: dict[tuple[str, str], dict[str, Any]] = {
-    ("book", "point_mass_maze"): dict(discount=0.995, target_tau=0.005, lr_actor=3e-5),
+# doors) need a longer horizon than γ 0.99 gives (0.99^300 ≈ 0.05 of the near goal's weight) and FB
+# needs a slower target and actor to stay stable: results/fb_maze_uniform-reset_book_gamma995/. Every
+# method gets the same horizon at book scale, so that no baseline loses for want of one.
+_BOOK_MAZE_FORWARD = dict(discount=0.995, target_tau=0.005, lr_actor=3e-5)
+_SCALE_DOMAIN_AGENT: dict[tuple[type, str, str], dict[str, Any]] = {
+    (FBConfig, "book", "point_mass_maze"): _BOOK_MAZE_FORWARD,
+    (SFConfig, "book", "point_mass_maze"): _BOOK_MAZE_FORWARD,
+    **{
+        (kind, "book", "point_mass_maze"): dict(discount=0.995)
+        for kind in (GCIQLConfig, CQLConfig, TD3Config)
+    },
 }
 
 
@@ -247,18 +412,21 @@ def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "bo
     _check_choice("method", method, METHODS)
     _check_choice("domain", domain, domain_names())
     _check_choice("scale", scale, SCALES)
-    conservative = _SCALE_CONSERVATIVE[scale] if method in CONSERVATIVE_METHODS else {}
-    agent = {
+    kind = AGENT_CONFIGS[method]
+    values = {
         **_METHOD_AGENT.get(method, {}),
-        **_DOMAIN_AGENT.get(domain, {}),
-        **_SCALE_AGENT[scale],
-        **_SCALE_DOMAIN_AGENT.get((scale, domain), {}),
+        **_DOMAIN_AGENT.get((kind, domain), {}),
+        **_SCALE_AGENT[kind][scale],
+        **_SCALE_DOMAIN_AGENT.get((kind, scale, domain), {}),
     }
+    if kind is FBConfig:
+        conservative = _SCALE_CONSERVATIVE[scale] if method in CONSERVATIVE_METHODS else {}
+        values["conservative"] = ConservativeConfig(**conservative)
     return RunConfig(
         method=method,
         domain=domain,
         scale=scale,
-        agent=FBConfig(**agent, conservative=ConservativeConfig(**conservative)),
+        agent=kind(**values),
         train=TrainConfig(**_SCALE_TRAIN[scale]),
         eval=EvalConfig(**_SCALE_EVAL[scale]),
     )

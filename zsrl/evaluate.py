@@ -1,4 +1,4 @@
-"""Zero-shot evaluation: infer z for every task, then roll out all tasks × episodes in one batch.
+"""Zero-shot evaluation: infer every task's context, then roll out all tasks × episodes in one batch.
 
 Every rollout of every task advances together: one actor call on a (tasks·episodes) x O batch per
 control step, and one vectorised reward call per task. Episodes of different tasks share their start
@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from zsrl.data import Dataset
-from zsrl.envs import BatchSim, Domain, Task
-from zsrl.model import FBModel
+from zsrl.envs import BatchSim, Domain
+from zsrl.infer import GOAL_INFERENCE, infer_task_vectors
+from zsrl.model import Context, PolicyModel
 from zsrl.stats import iqm
 
-GOAL_INFERENCE = ("goal", "rewards")
+__all__ = ["GOAL_INFERENCE", "TaskResult", "evaluate", "infer_task_vectors", "repeat_rows"]
 
 
 @dataclass
@@ -33,46 +34,18 @@ class TaskResult:
         return {"score": self.score, "returns": self.returns, "final_distance": self.final_distance}
 
 
-@torch.no_grad()
-def infer_task_vectors(
-    model: FBModel,
-    tasks: list[Task],
-    dataset: Dataset | None = None,
-    inference_samples: int = 10_000,
-    seed: int = 0,
-    goal_inference: str = "goal",
-) -> torch.Tensor:
-    """z for each task (tasks x d): B of the goal for goal tasks, else reward-weighted B (spec §4).
-
-    Reward tasks use ``inference_samples`` transitions of the training data, labelled from their
-    stored next physics states. With ``goal_inference="rewards"`` goal tasks are inferred the same
-    way, from their reward, instead of from B of the single goal observation.
-    """
-    if goal_inference not in GOAL_INFERENCE:
-        raise ValueError(
-            f"unknown goal_inference {goal_inference!r}; valid: {list(GOAL_INFERENCE)}"
-        )
-    device = model.obs_mean.device
-    zs = []
-    for task in tasks:
-        if task.goal_observation is not None and goal_inference == "goal":
-            goal = torch.as_tensor(task.goal_observation, dtype=torch.float32, device=device)
-            zs.append(model.infer_z_from_goal(goal))
-            continue
-        if dataset is None:
-            raise ValueError(f"task {task.name!r} needs reward-labelled samples: pass a dataset")
-        rng = np.random.default_rng(seed)
-        index = rng.integers(0, len(dataset), size=inference_samples)
-        sample = dataset.select(index)
-        next_obs = torch.as_tensor(sample.next_observation, device=device)
-        rewards = torch.as_tensor(sample.rewards(task), device=device)
-        zs.append(model.infer_z_from_rewards(next_obs, rewards))
-    return torch.stack(zs)  # tasks x d
+def repeat_rows(context: Context, n: int) -> Context:
+    """Each row of a task context repeated n times in place (a tensor, a tuple of them, or None)."""
+    if context is None:
+        return None
+    if isinstance(context, torch.Tensor):
+        return context.repeat_interleave(n, dim=0)
+    return type(context)(*(repeat_rows(part, n) for part in context))
 
 
 @torch.no_grad()
 def evaluate(
-    model: FBModel,
+    model: PolicyModel,
     domain: Domain,
     task_names: list[str] | None = None,
     episodes: int = 10,
@@ -82,16 +55,20 @@ def evaluate(
     goal_inference: str = "goal",
     keep_paths: bool = False,
 ) -> dict[str, TaskResult]:
-    """Returns of the deterministic policy π(s, z_task) on every task, episodes per task.
+    """Returns of the model's deterministic policy on every task, episodes per task.
+
+    The model is told about each task by its ``task_contexts`` (z for FB, see :mod:`zsrl.infer`).
 
     With ``keep_paths`` each result also holds the physics state at every step of every episode, for
     drawing rollouts.
     """
     tasks = [domain.task(name) for name in (task_names or list(domain.tasks))]
     device = model.obs_mean.device
-    z = infer_task_vectors(model, tasks, dataset, inference_samples, seed, goal_inference)  # T x d
+    contexts = model.task_contexts(
+        tasks, dataset, inference_samples, seed, goal_inference
+    )  # T rows
     n_tasks, n = len(tasks), len(tasks) * episodes
-    z_rows = z.repeat_interleave(episodes, dim=0)  # n x d
+    rows = repeat_rows(contexts, episodes)  # n rows
     starts = domain.sample_start(np.random.default_rng(seed), episodes)  # episodes x P
     sim = BatchSim(domain, n)
     sim.set_states(np.tile(starts, (n_tasks, 1)))  # n x P
@@ -100,7 +77,7 @@ def evaluate(
     paths = [states] if keep_paths else []
     for _ in range(domain.episode_steps):
         obs = torch.as_tensor(domain.observe(states), device=device)  # n x O
-        action = model.act(obs, z_rows).cpu().numpy().astype(np.float64)  # n x A
+        action = model.act(obs, rows).cpu().numpy().astype(np.float64)  # n x A
         states = sim.step(action)  # n x P
         if keep_paths:
             paths.append(states)

@@ -1,32 +1,63 @@
-"""The FB model: networks plus zero-shot inference, separate from the agent that trains it.
+"""Models: networks plus task inference, separate from the agents that train them.
 
-Everything a user of a trained behaviour foundation model needs — F, B, π and task inference — lives
-here and takes raw observations; optimisers and target networks live in :mod:`zsrl.agents.fb`.
+Everything a user of a trained model needs lives in its model and takes raw observations; optimisers
+and target networks live in :mod:`zsrl.agents`. Every model offers the evaluation the same two calls:
+
+- ``task_contexts(tasks, dataset, inference_samples, seed, goal_inference)``: what the policy is told
+  about each task, one row per task (FB: z; SF-LAP: z or goal features; GC-IQL: a goal observation;
+  single-task methods: ``None``);
+- ``act(obs, context)``: the deterministic action for each observation and its row of the context.
+
+This module holds the base class and the FB model; the baselines' models sit beside their agents.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from zsrl.config import FBConfig
+from zsrl.data import Dataset
+from zsrl.envs import Task
+from zsrl.infer import infer_task_vectors
 from zsrl.losses import infer_z_from_rewards, normalise_to_sphere
 from zsrl.nets import Actor, BackwardNet, ForwardNet, truncated_normal_sample
 
+# A task context: a tensor with one row per task, a tuple of such tensors, or None.
+Context = Any
 
-class FBModel(nn.Module):
-    """F(s, a, z), B(s), π(s, z) and the inference of z from rewards or a goal."""
 
-    def __init__(self, obs_dim: int, action_dim: int, cfg: FBConfig) -> None:
+class PolicyModel(nn.Module):
+    """The base of every model: observation standardisation and the evaluation's two calls."""
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: Any) -> None:
         super().__init__()
         self.cfg = cfg
-        self.obs_dim, self.action_dim, self.z_dim = obs_dim, action_dim, cfg.z_dim
-        self.forward_net = ForwardNet(obs_dim, action_dim, cfg.z_dim, cfg)
-        self.backward_net = BackwardNet(obs_dim, cfg.z_dim, cfg)
-        self.actor = Actor(obs_dim, action_dim, cfg.z_dim, cfg)
+        self.obs_dim, self.action_dim = obs_dim, action_dim
         # Observation standardisation (identity unless set from a dataset, see set_obs_stats).
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    @property
+    def device(self) -> torch.device:
+        return self.obs_mean.device
+
+    def task_contexts(
+        self,
+        tasks: list[Task],
+        dataset: Dataset | None = None,
+        inference_samples: int = 10_000,
+        seed: int = 0,
+        goal_inference: str = "goal",
+    ) -> Context:
+        """What the policy is told about each task: one row per task (see the module docstring)."""
+        raise NotImplementedError
+
+    def act(self, obs: Tensor, context: Context, noisy: bool = False) -> Tensor:
+        """The action for each observation (N x O) and its context row: N x A."""
+        raise NotImplementedError
 
     def set_obs_stats(self, obs: Tensor) -> None:
         """Standardise inputs with the mean and std of ``obs`` (n x O), when the config asks for it."""
@@ -36,6 +67,28 @@ class FBModel(nn.Module):
 
     def normalize(self, obs: Tensor) -> Tensor:
         return (obs - self.obs_mean) / self.obs_std
+
+
+class FBModel(PolicyModel):
+    """F(s, a, z), B(s), π(s, z) and the inference of z from rewards or a goal."""
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: FBConfig) -> None:
+        super().__init__(obs_dim, action_dim, cfg)
+        self.z_dim = cfg.z_dim
+        self.forward_net = ForwardNet(obs_dim, action_dim, cfg.z_dim, cfg)
+        self.backward_net = BackwardNet(obs_dim, cfg.z_dim, cfg)
+        self.actor = Actor(obs_dim, action_dim, cfg.z_dim, cfg)
+
+    def task_contexts(
+        self,
+        tasks: list[Task],
+        dataset: Dataset | None = None,
+        inference_samples: int = 10_000,
+        seed: int = 0,
+        goal_inference: str = "goal",
+    ) -> Tensor:
+        """z for each task (tasks x d), spec §4: see :func:`zsrl.infer.infer_task_vectors`."""
+        return infer_task_vectors(self, tasks, dataset, inference_samples, seed, goal_inference)
 
     def forward(self, obs: Tensor, action: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """The two forward heads F_1(s, a, z), F_2(s, a, z): each ... x d."""

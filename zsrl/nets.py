@@ -1,6 +1,9 @@
-"""Networks of FB (paper_spec §1.3): MLPs, the forward net F, the backward net B and the actor π."""
+"""Networks (paper_spec §1.3, §3): MLPs; FB's forward net F, backward net B and actor π; the
+baselines' twin critics and squashed-Gaussian actor."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -143,3 +146,73 @@ def truncated_normal_sample(mean: Tensor, std: float, clip: float) -> Tensor:
     action = mean + noise
     clamped = action.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
     return action - action.detach() + clamped.detach()
+
+
+class TwinMLP(nn.Module):
+    """Two independent scalar MLPs on one input: the double critics Q_1, Q_2(s, a) of CQL and TD3 and
+    the double values V_1, V_2(s, g) of GC-IQL (paper_spec §3.2-§3.4)."""
+
+    def __init__(self, inp: int, hidden: int, layers: int, layernorm_input: bool) -> None:
+        super().__init__()
+        net = dict(hidden=hidden, layers=layers, out=1, layernorm_input=layernorm_input)
+        self.net1, self.net2 = mlp(inp, **net), mlp(inp, **net)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.net1(x).squeeze(-1), self.net2(x).squeeze(-1)  # ... each
+
+
+class TanhGaussianActor(nn.Module):
+    """A Gaussian policy squashed by tanh into (−1, 1)^A (CQL's and GC-IQL's actors, spec §3.2-§3.3).
+
+    The MLP outputs the mean and log σ of the pre-tanh Gaussian. log σ is kept in [log_std_min,
+    log_std_max] either by a hard clamp (CQL) or smoothly, min + (max − min)·(tanh(x) + 1)/2 (GC-IQL).
+    """
+
+    def __init__(
+        self,
+        inp: int,
+        action_dim: int,
+        hidden: int,
+        layers: int,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+        smooth_log_std: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(inp, hidden, layers, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.smooth_log_std = smooth_log_std
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The pre-tanh mean and log σ: ... x A each."""
+        mean, raw = self.net(x).chunk(2, -1)
+        if self.smooth_log_std:
+            span = self.log_std_max - self.log_std_min
+            return mean, self.log_std_min + 0.5 * span * (torch.tanh(raw) + 1)
+        return mean, raw.clamp(self.log_std_min, self.log_std_max)
+
+    def mean_action(self, x: Tensor) -> Tensor:
+        """tanh of the Gaussian's mean: the deterministic action used at evaluation, ... x A."""
+        return torch.tanh(self(x)[0])
+
+    def sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """A reparameterised sample a = tanh(u), u ~ N(μ, σ²), and log π(a) summed over dimensions."""
+        mean, log_std = self(x)
+        u = mean + log_std.exp() * torch.randn_like(mean)  # ... x A
+        action = torch.tanh(u)
+        return action, tanh_gaussian_log_prob(u, action, mean, log_std).sum(-1)
+
+    def log_prob(self, x: Tensor, action: Tensor) -> Tensor:
+        """log π(a | x) per action dimension (... x A) of given actions, e.g. the dataset's.
+
+        Actions at ±1 exactly would have an infinite log-probability; they are moved 1e-6 inside.
+        """
+        mean, log_std = self(x)
+        action = action.clamp(-1 + 1e-6, 1 - 1e-6)
+        return tanh_gaussian_log_prob(torch.atanh(action), action, mean, log_std)
+
+
+def tanh_gaussian_log_prob(u: Tensor, action: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log density of a = tanh(u), u ~ N(mean, exp(log_std)²), per dimension (change of variables)."""
+    normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    return normal - torch.log1p(-action.pow(2) + 1e-6)

@@ -51,6 +51,61 @@ def _pick(record: dict[str, Any], which: str) -> dict[str, Any]:
     return max(evaluations, key=lambda e: e["mean_score"])
 
 
+def combine_single_task(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Single-task runs (CQL, TD3) as one record per seed over all the tasks they were trained for.
+
+    A single-task run is evaluated on its own task only, so a seed's score on task t is the score of
+    that seed's run trained for t: its best evaluation for "best", its last for "last". Each combined
+    record holds two evaluations, the per-task best first and the per-task last second, which is what
+    :func:`summarise` picks (the best's mean score is never below the last's). Every seed must have
+    exactly one run per task, all of one method and dataset.
+    """
+    by_seed: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        task = r.get("single_task")
+        if task is None:
+            raise ValueError(f"a {r['method']} record is not a single-task run: {r['command']}")
+        runs = by_seed.setdefault(r["config"]["train"]["seed"], {})
+        if task in runs:
+            raise ValueError(f"two runs of seed {r['config']['train']['seed']} for task {task!r}")
+        runs[task] = r
+    kinds = {(r["method"], r["dataset"]["name"], r["scale"]) for r in records}
+    if len(kinds) != 1:
+        raise ValueError(f"single-task runs of different (method, dataset, scale): {sorted(kinds)}")
+    tasks = sorted({task for runs in by_seed.values() for task in runs})
+    missing = {seed: sorted(set(tasks) - set(runs)) for seed, runs in by_seed.items()}
+    missing = {seed: gap for seed, gap in missing.items() if gap}
+    if missing:
+        raise ValueError(f"single-task runs missing for some seeds' tasks: {missing}")
+
+    def entry(runs: dict[str, dict[str, Any]], which: str) -> dict[str, Any]:
+        picked = {t: _pick(runs[t], which) for t in tasks}
+        scores = {t: picked[t]["scores"][t] for t in tasks}
+        return {
+            "step": max(e["step"] for e in picked.values()),
+            "mean_score": float(np.mean(list(scores.values()))),
+            "scores": scores,
+            "tasks": {t: picked[t]["tasks"][t] for t in tasks},
+        }
+
+    combined = []
+    for _, runs in sorted(by_seed.items()):
+        ordered = [runs[t] for t in tasks]
+        combined.append(
+            {
+                **ordered[0],
+                "tasks": tasks,
+                "single_task": None,
+                "combined_from_tasks": tasks,
+                "steps_done": min(r["steps_done"] for r in ordered),
+                "wall_time_s": sum(r["wall_time_s"] for r in ordered),
+                "command": " ; ".join(r["command"] for r in ordered),
+                "evaluations": [entry(runs, "best"), entry(runs, "last")],
+            }
+        )
+    return combined
+
+
 def summarise(
     records: list[dict[str, Any]],
     reps: int = 10_000,
@@ -61,8 +116,11 @@ def summarise(
 
     ``iqm`` and ``ci95`` give the IQM and its interval; ``aggregates`` gives every metric of
     ``zsrl.stats.METRICS`` as ``{"point": p, "ci95": [low, high]}``, the optimality gap measured
-    below ``threshold`` (in return units).
+    below ``threshold`` (in return units). Single-task runs are first combined per seed over their
+    tasks (:func:`combine_single_task`).
     """
+    if any(r.get("single_task") for r in records):
+        records = combine_single_task(records)
     tasks = records[0]["tasks"]
     out: dict[str, Any] = {
         "runs": len(records),

@@ -27,13 +27,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from zsrl.agents import Batch, FBAgent, make_agent
+from zsrl.agents import Agent, Batch, TrainingData, build_agent
 from zsrl.config import RunConfig
 from zsrl.data import Dataset, default_spec, load_or_collect
 from zsrl.envs import get_domain
 from zsrl.evaluate import evaluate
 from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer
-from zsrl.model import FBModel
 from zsrl.probe import ValueProbe
 from zsrl.record import environment_info
 
@@ -79,11 +78,6 @@ def prepare_dataset(
     return dataset
 
 
-def build_agent(cfg: RunConfig, obs_dim: int, action_dim: int, device: torch.device) -> FBAgent:
-    model = FBModel(obs_dim, action_dim, cfg.agent).to(device)
-    return make_agent(cfg.method, model, cfg.agent)
-
-
 def _save_atomically(state: dict[str, Any], path: Path) -> None:
     """torch.save into memory, then one atomic write: a crash never leaves half a file."""
     buffer = io.BytesIO()
@@ -122,12 +116,26 @@ class Trainer:
         self.task_names = self.cfg.eval.tasks or list(self.domain.tasks)
         self.dataset = prepare_dataset(self.cfg, self.data_root, self.progress)
         torch.manual_seed(self.cfg.train.seed)
-        self.agent = build_agent(self.cfg, self.domain.obs_dim, self.domain.action_dim, self.device)
+        self.agent: Agent = build_agent(
+            self.cfg.method,
+            self.cfg.agent,
+            self.domain.obs_dim,
+            self.domain.action_dim,
+            self.device,
+        )
         self.model = self.agent.model
         obs = torch.as_tensor(self.dataset.observation, device=self.device)
         self.model.set_obs_stats(obs)
-        self.probe = ValueProbe.from_arrays(
-            self.dataset.observation, self.dataset.action, self.cfg.agent.z_dim, device=self.device
+        # the value probe, for models with action values (every method but GC-IQL's value-only one)
+        self.probe = (
+            ValueProbe.from_arrays(
+                self.dataset.observation,
+                self.dataset.action,
+                getattr(self.cfg.agent, "z_dim", 1),  # single-task critics ignore z
+                device=self.device,
+            )
+            if hasattr(self.model, "q_value")
+            else None
         )
         self.step = 0
         self.elapsed = 0.0
@@ -137,16 +145,23 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- data
     def _data_tensors(self) -> None:
-        """Standardised observations, actions and next observations resident on the device."""
+        """Standardised observations, actions, next observations (and the single task's rewards,
+        relabelled from physics) resident on the device."""
         as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        task = self.cfg.single_task
         with torch.no_grad():
-            self.obs = self.model.normalize(as_tensor(self.dataset.observation))  # n x O
-            self.next_obs = self.model.normalize(as_tensor(self.dataset.next_observation))  # n x O
-        self.actions = as_tensor(self.dataset.action)  # n x A
+            self.data = TrainingData(
+                obs=self.model.normalize(as_tensor(self.dataset.observation)),  # n x O
+                action=as_tensor(self.dataset.action),  # n x A
+                next_obs=self.model.normalize(as_tensor(self.dataset.next_observation)),  # n x O
+                reward=None
+                if task is None
+                else as_tensor(self.dataset.rewards(self.domain.task(task))),
+                episode=self.dataset.episode,  # n
+            )
 
     def sample_batch(self) -> Batch:
-        index = torch.randint(0, len(self.obs), (self.cfg.agent.batch_size,), device=self.device)
-        return Batch(self.obs[index], self.actions[index], self.next_obs[index])
+        return self.agent.sample_batch(self.data)
 
     # ------------------------------------------------------------------------ checkpoints
     @property
@@ -205,8 +220,11 @@ class Trainer:
         """Average the pending metrics with one host synchronisation, check them, append to CSV."""
         if not self.pending:
             return {}
-        probe = self.probe(self.model)  # the value probe at the current weights
+        probe = self.probe(self.model) if self.probe else {}  # the value probe at these weights
         keys = list(self.pending[0]) + list(probe)
+        shadowed = sorted(set(self.pending[0]) & set(probe))
+        if shadowed:
+            raise ValueError(f"agent metrics {shadowed} shadow the value probe's columns")
         means = torch.stack(
             [torch.stack([m[k] for m in self.pending]).mean() for k in self.pending[0]]
             + list(probe.values())
@@ -273,6 +291,8 @@ class Trainer:
             "domain": self.cfg.domain,
             "scale": self.cfg.scale,
             "config": self.cfg.to_dict(),
+            # single-task methods are trained for, and evaluated on, one task; the others zero-shot
+            "single_task": self.cfg.single_task,
             "dataset": {
                 k: self.dataset.meta.get(k) for k in ("name", "path", "sha256", "spec", "subsample")
             }
@@ -322,7 +342,7 @@ class Trainer:
             if due(t.log_every) or due(t.eval_every) or due(t.checkpoint_every):
                 tick()
                 values = self.flush_metrics()  # raises on a non-finite loss, before any save
-                bar.set_postfix(fb=f"{values['fb_loss']:.3g}", q=f"{values['actor_q']:.3g}")
+                bar.set_postfix({k: f"{values[k]:.3g}" for k in self.agent.progress_keys})
             if due(t.eval_every):
                 entry = self.run_evaluation()
                 tick()

@@ -21,12 +21,11 @@ import torch
 from torch import Tensor
 
 from zsrl import losses
+from zsrl.agents.base import LagrangeMultiplier
 from zsrl.agents.fb import Batch, FBAgent, Forward
 from zsrl.config import CONSERVATIVE_METHODS, FBConfig
 from zsrl.model import FBModel
 from zsrl.nets import truncated_normal_sample
-
-ALPHA_MAX = 1e6
 
 
 class ConservativeFBAgent(FBAgent):
@@ -41,10 +40,11 @@ class ConservativeFBAgent(FBAgent):
         self.method = method
         self.ccfg = cfg.conservative
         self.n_uniform, self.n_policy = self.ccfg.sample_counts()
-        device = next(model.parameters()).device
-        self.log_alpha = torch.tensor(float(self.ccfg.log_alpha_init), device=device)
-        self.log_alpha.requires_grad_(True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=self.ccfg.lr_alpha)
+        c = self.ccfg
+        self.multiplier = LagrangeMultiplier(
+            c.lagrange, c.target_penalty, c.alpha, c.log_alpha_init, c.lr_alpha, model.device
+        )
+        self.log_alpha = self.multiplier.log_alpha  # the same tensor, for inspection
 
     # --------------------------------------------------------------------------- samples
     def sample_actions(
@@ -104,16 +104,6 @@ class ConservativeFBAgent(FBAgent):
             return losses.masked_vc_penalty(Q1k, Q2k, Q1, Q2, from_backward)
         return losses.vc_penalty(Q1k, Q2k, Q1, Q2)
 
-    def alpha_step(self, penalty: Tensor) -> Tensor:
-        """One dual step on log α (when Lagrangian), then the detached α for the critic loss."""
-        if not self.ccfg.lagrange:
-            return torch.full_like(penalty, self.ccfg.alpha).detach()
-        loss = losses.lagrange_alpha_loss(self.log_alpha, penalty, self.ccfg.target_penalty)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.alpha_optimizer.step()
-        return self.log_alpha.detach().exp().clamp(0.0, ALPHA_MAX)
-
     # ---------------------------------------------------------------------------- update
     def critic_loss(
         self, batch: Batch, z: Tensor, from_backward: Tensor, mean: Tensor
@@ -132,21 +122,16 @@ class ConservativeFBAgent(FBAgent):
         at_s, at_next = self.sample_actions(batch, mean, fwd.next_mean)
         F1k, F2k = self.sampled_forward(batch, z, fwd, at_s, at_next)
         penalty = self.penalty(z, from_backward, fwd, F1k, F2k)
-        alpha = self.alpha_step(penalty)
+        alpha = self.multiplier.step(penalty)
         metrics.update(penalty=penalty.detach(), alpha=alpha)
         return loss + alpha * penalty, metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {
-            "log_alpha": self.log_alpha.detach().clone(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-        }
+        return super().state_dict() | self.multiplier.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.multiplier.load_state_dict(state)
 
 
 def _rows(batch: Batch, m: int) -> Batch:

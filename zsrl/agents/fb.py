@@ -4,7 +4,7 @@ One update (paper_spec §1.8): draw and mix task vectors, take an Adam step on t
 the orthonormality loss, then an actor step, then Polyak-average the target F̄ and B̄. The update makes no
 host synchronisation: its metrics come back as device tensors for the trainer to gather every k steps.
 Gradient clamping and target averaging use the ``torch._foreach_*`` kernels, with no Python loop over
-parameters.
+parameters (:mod:`zsrl.agents.base`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from zsrl import losses
+from zsrl.agents.base import Agent, Batch, clamp_grads, soft_update
 from zsrl.config import FBConfig
 from zsrl.model import FBModel
 from zsrl.nets import truncated_normal_sample
@@ -31,24 +32,14 @@ class Forward(NamedTuple):
     next_mean: Tensor  # N x A: the policy's mean action π(s', z), no gradient
 
 
-class Batch(NamedTuple):
-    obs: Tensor  # N x O, already standardised by the model's statistics
-    action: Tensor  # N x A
-    next_obs: Tensor  # N x O, standardised
-
-
-def _clamp_grads(params: list[Tensor], bound: float) -> None:
-    grads = [p.grad for p in params if p.grad is not None]
-    if bound > 0 and grads:
-        torch._foreach_clamp_min_(grads, -bound)
-        torch._foreach_clamp_max_(grads, bound)
-
-
-class FBAgent:
+class FBAgent(Agent):
     """Optimisers, target networks and the update rule of FB around a model."""
+
+    progress_keys = ("fb_loss", "actor_q")
 
     def __init__(self, model: FBModel, cfg: FBConfig) -> None:
         self.model, self.cfg = model, cfg
+        self.batch_size = cfg.batch_size
         self.target_forward = copy.deepcopy(model.forward_net).requires_grad_(False)
         self.target_backward = copy.deepcopy(model.backward_net).requires_grad_(False)
         self.forward_params = list(model.forward_net.parameters())
@@ -126,7 +117,7 @@ class FBAgent:
         loss = losses.actor_loss(F1, F2, z)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.actor_params)  # no weight gradients for F: they would be unused
-        _clamp_grads(self.actor_params, cfg.grad_clamp)
+        clamp_grads(self.actor_params, cfg.grad_clamp)
         self.actor_optimizer.step()
         return {"actor_loss": loss.detach(), "actor_q": -loss.detach()}
 
@@ -137,25 +128,17 @@ class FBAgent:
         loss, metrics = self.critic_loss(batch, z, from_backward, mean.detach())
         self.fb_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        _clamp_grads(self.critic_params, self.cfg.grad_clamp)
+        clamp_grads(self.critic_params, self.cfg.grad_clamp)
         self.fb_optimizer.step()
         metrics.update(self.update_actor(batch.obs, z, mean))
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, self.cfg.target_tau)
+        soft_update(self._target, self._online, self.cfg.target_tau)
         return {k: v.detach() for k, v in metrics.items()}
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_parts(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "target_forward": self.target_forward.state_dict(),
-            "target_backward": self.target_backward.state_dict(),
-            "fb_optimizer": self.fb_optimizer.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "model": self.model,
+            "target_forward": self.target_forward,
+            "target_backward": self.target_backward,
+            "fb_optimizer": self.fb_optimizer,
+            "actor_optimizer": self.actor_optimizer,
         }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.target_forward.load_state_dict(state["target_forward"])
-        self.target_backward.load_state_dict(state["target_backward"])
-        self.fb_optimizer.load_state_dict(state["fb_optimizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])

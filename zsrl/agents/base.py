@@ -1,0 +1,141 @@
+"""What every agent shares: the batch it trains on, the training data it samples from, and the
+small protocol the trainer drives (``sample_batch``, ``update``, ``state_dict``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from zsrl.losses import lagrange_alpha_loss
+from zsrl.model import PolicyModel
+
+
+class Batch(NamedTuple):
+    obs: Tensor  # N x O, already standardised by the model's statistics
+    action: Tensor  # N x A
+    next_obs: Tensor  # N x O, standardised
+    reward: Tensor | None = None  # N: the single task's reward r(s', a) (CQL, TD3)
+    goal: Tensor | None = None  # N x O: a goal observation per transition, standardised (GC-IQL)
+
+
+class TrainingData(NamedTuple):
+    """A run's transitions, resident on the training device; agents draw their batches from it."""
+
+    obs: Tensor  # n x O, standardised
+    action: Tensor  # n x A
+    next_obs: Tensor  # n x O, standardised
+    reward: Tensor | None  # n: the reward of the run's single task, or None for zero-shot methods
+    episode: np.ndarray  # n: the episode id of every transition (host memory, for goal sampling)
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def transitions(self, index: Tensor, **extra: Tensor) -> Batch:
+        """The batch of transitions at ``index`` (N), with the reward when the data has one."""
+        reward = None if self.reward is None else self.reward[index]
+        return Batch(self.obs[index], self.action[index], self.next_obs[index], reward, **extra)
+
+
+def clamp_grads(params: list[Tensor], bound: float) -> None:
+    """Clamp every gradient elementwise to ±bound in place (0 disables), in one fused kernel."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if bound > 0 and grads:
+        torch._foreach_clamp_min_(grads, -bound)
+        torch._foreach_clamp_max_(grads, bound)
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, loss: Tensor, params: list[Tensor], clamp: float = 0.0
+) -> None:
+    """One step of ``optimizer`` on ``loss`` for ``params`` only: no weight gradients reach other
+    networks the loss passes through. ``clamp`` > 0 clamps the gradients elementwise first."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    clamp_grads(params, clamp)
+    optimizer.step()
+
+
+def soft_update(target: list[Tensor], online: list[Tensor], tau: float) -> None:
+    """Polyak averaging θ̄ ← θ̄ + τ (θ − θ̄), in one fused kernel."""
+    with torch.no_grad():
+        torch._foreach_lerp_(target, online, tau)
+
+
+class LagrangeMultiplier:
+    """A penalty weight α = exp(log α), tuned by dual steps towards a budget τ (spec §2.5), or fixed.
+
+    VC-FB, MC-FB, DVC-FB and CQL share it. The dual step on a batch's penalty comes before α weights
+    that penalty in the critic loss; the α it returns is detached and clamped to [0, ALPHA_MAX].
+    """
+
+    ALPHA_MAX = 1e6
+
+    def __init__(
+        self,
+        lagrange: bool,
+        target: float,
+        alpha: float,
+        log_alpha_init: float,
+        lr: float,
+        device: torch.device | str,
+    ) -> None:
+        self.lagrange, self.target, self.alpha = lagrange, target, alpha
+        self.log_alpha = torch.tensor(float(log_alpha_init), device=device, requires_grad=True)
+        self.optimizer = torch.optim.Adam([self.log_alpha], lr=lr)
+
+    def step(self, penalty: Tensor) -> Tensor:
+        """One dual step on log α (when Lagrangian), then the detached α for the critic loss."""
+        if not self.lagrange:
+            return torch.full_like(penalty, self.alpha).detach()
+        loss = lagrange_alpha_loss(self.log_alpha, penalty, self.target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return self.log_alpha.detach().exp().clamp(0.0, self.ALPHA_MAX)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "log_alpha": self.log_alpha.detach().clone(),
+            "alpha_optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.optimizer.load_state_dict(state["alpha_optimizer"])
+
+
+class Agent:
+    """The trainer's view of an agent: a model, a batch sampler, an update rule and its state.
+
+    ``update`` returns detached device tensors (no host synchronisation); ``progress_keys`` name the
+    two metrics shown on the progress bar. ``state_parts`` names every network, target and optimiser,
+    so that a checkpoint resumes exactly; agents with other state (counters, multipliers) extend
+    ``state_dict`` and ``load_state_dict``.
+    """
+
+    model: PolicyModel
+    batch_size: int
+    progress_keys: tuple[str, str] = ("critic_loss", "actor_q")
+
+    def sample_batch(self, data: TrainingData) -> Batch:
+        """``batch_size`` transitions drawn uniformly with replacement (torch's global RNG)."""
+        index = torch.randint(0, len(data), (self.batch_size,), device=data.obs.device)  # N
+        return data.transitions(index)
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def state_parts(self) -> dict[str, Any]:
+        """The model, targets and optimisers by name: each has ``state_dict``/``load_state_dict``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: part.state_dict() for name, part in self.state_parts().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, part in self.state_parts().items():
+            part.load_state_dict(state[name])

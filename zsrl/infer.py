@@ -1,0 +1,72 @@
+"""Zero-shot task inference: what a model is told about a task before it acts (paper_spec §4).
+
+A reward task is described by reward-labelled samples: ``inference_samples`` transitions of the
+training data, drawn with the evaluation seed, labelled from their stored next physics states (never by
+re-stepping a simulator, spec §9 item 5). A goal task is described by its goal observation, or, with
+``goal_inference="rewards"``, by its reward like any other task. Each method turns that description
+into its own task context: FB a task vector z, SF-LAP a least-squares z or goal features, GC-IQL a goal
+observation; single-task methods need none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from zsrl.data import Dataset
+from zsrl.envs import Task
+
+GOAL_INFERENCE = ("goal", "rewards")
+
+
+def check_goal_inference(goal_inference: str) -> None:
+    if goal_inference not in GOAL_INFERENCE:
+        raise ValueError(
+            f"unknown goal_inference {goal_inference!r}; valid: {list(GOAL_INFERENCE)}"
+        )
+
+
+def uses_goal(task: Task, goal_inference: str) -> bool:
+    """Whether ``task`` is inferred from its goal observation rather than from labelled rewards."""
+    check_goal_inference(goal_inference)
+    return task.goal_observation is not None and goal_inference == "goal"
+
+
+def labelled_samples(
+    task: Task, dataset: Dataset | None, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` transitions of ``dataset`` drawn with replacement by ``seed``: (next observations n x O,
+    rewards n), the reward r(s', a) of ``task`` computed from the stored next physics state."""
+    if dataset is None:
+        raise ValueError(f"task {task.name!r} needs reward-labelled samples: pass a dataset")
+    index = np.random.default_rng(seed).integers(0, len(dataset), size=n)
+    sample = dataset.select(index)
+    return sample.next_observation, sample.rewards(task)
+
+
+@torch.no_grad()
+def infer_task_vectors(
+    model,
+    tasks: list[Task],
+    dataset: Dataset | None = None,
+    inference_samples: int = 10_000,
+    seed: int = 0,
+    goal_inference: str = "goal",
+) -> torch.Tensor:
+    """FB's z for each task (tasks x d): √d·normalise(B(goal)) for goal tasks, else the
+    reward-weighted mean of B over the labelled samples, normalised (spec §4).
+
+    ``model`` is an :class:`~zsrl.model.FBModel` or anything with its ``infer_z_from_goal``,
+    ``infer_z_from_rewards`` and ``obs_mean`` buffer.
+    """
+    check_goal_inference(goal_inference)
+    device = model.obs_mean.device
+    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
+    zs = []
+    for task in tasks:
+        if uses_goal(task, goal_inference):
+            zs.append(model.infer_z_from_goal(as_tensor(task.goal_observation)))  # d
+            continue
+        next_obs, rewards = labelled_samples(task, dataset, inference_samples, seed)  # n x O, n
+        zs.append(model.infer_z_from_rewards(as_tensor(next_obs), as_tensor(rewards)))  # d
+    return torch.stack(zs)  # tasks x d
