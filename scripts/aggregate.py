@@ -5,7 +5,9 @@ probability of improvement over a reference, and performance profiles (paper Fig
         --method VC-FB='runs/agg_random_vcfb_seed*' --out results/aggregate_random_book/aggregate
 
 Each ``--method`` takes LABEL=PATTERN, a glob of run directories or record files; the first label is
-the reference. Writes PATTERN.json (every number, with the command) and PATTERN.png.
+the reference. Single-task runs (CQL, TD3: one run per task) are combined per seed over their tasks;
+``--normalise-to CQL`` adds every IQM as a percentage of CQL's, as the paper's aggregate plots do.
+Writes PATTERN.json (every number, with the command) and PATTERN.png.
 """
 
 from __future__ import annotations
@@ -43,11 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", type=parse_method, action="append", required=True)
     parser.add_argument("--which", default="best", choices=["best", "last"])
     parser.add_argument("--out", type=Path, required=True, help="path stem: writes .json and .png")
+    parser.add_argument(
+        "--normalise-to",
+        default=None,
+        metavar="LABEL",
+        help="also give each IQM as a percentage of this method's (the paper normalises to CQL)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
     groups = {label: load_records(paths) for label, paths in args.method}
-    comparison = compare_methods(groups, which=args.which)
+    comparison = compare_methods(groups, which=args.which, normalise_to=args.normalise_to)
     comparison["command"] = "python scripts/aggregate.py " + shlex.join(argv)
     comparison["runs"] = {label: [str(p) for p in paths] for label, paths in args.method}
 
@@ -63,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         p = comparison["probability_of_improvement"].get(label)
         improves = "" if p is None else f"{p['point']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]"
         print(f"{label:10s} {s['runs']:4d} {cells[0]:>22s} {cells[1]:>22s}  {improves}")
+
+    normalised = comparison.get("normalised")
+    if normalised and "error" in normalised:
+        print(f"not normalised: {normalised['error']}")
+    elif normalised:
+        print(f"IQM as a percentage of {normalised['to']}'s ({normalised['base_iqm']:.1f}):")
+        for label, n in normalised["methods"].items():
+            print(f"  {label:10s} {n['point']:6.1f} % [{n['ci95'][0]:.1f}, {n['ci95'][1]:.1f}]")
 
     taus = np.linspace(0, MAX_RETURN, 101)  # 101
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4), layout="constrained")

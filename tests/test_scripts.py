@@ -76,10 +76,12 @@ def test_aggregate_compares_methods(tmp_path, runs):
         "--method",
         f"VC={out[('vcfb', 0)][0]}",
     ]
-    assert script("aggregate").main([*argv, "--out", str(stem)]) == 0
+    assert script("aggregate").main([*argv, "--out", str(stem), "--normalise-to", "FB"]) == 0
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert saved["methods"]["FB"]["runs"] == 2 and saved["methods"]["VC"]["runs"] == 1
     assert set(saved["probability_of_improvement"]) == {"VC"}
+    normalised = saved["normalised"]  # tiny runs may score 0: then it says why there is no 100 %
+    assert normalised["to"] == "FB" and ("error" in normalised or "methods" in normalised)
     assert saved["command"].startswith("python scripts/aggregate.py --method 'FB=")
     with pytest.raises(SystemExit):
         script("aggregate").main(["--method", "X=/nonexistent/*", "--out", str(stem)])

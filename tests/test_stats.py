@@ -348,3 +348,20 @@ def test_single_task_runs_combine_per_seed_over_their_tasks():
         combine_single_task([*runs[:2], single_task_record(3, "a", [(10, 1.0)], method="td3")])
     with pytest.raises(ValueError, match="not a single-task run"):
         combine_single_task([record(1, [(10, {"a": 1.0})])])
+
+
+def test_iqm_normalised_to_a_reference_method():
+    low = [record(seed, [(10, {"a": 100.0, "b": 100.0})]) for seed in (1, 2, 3)]
+    high = [record(seed, [(10, {"a": 150.0, "b": 150.0})]) for seed in (1, 2, 3)]
+    comparison = compare_methods({"CQL": low, "FB": high}, reps=200, normalise_to="CQL")
+    normalised = comparison["normalised"]
+    assert normalised["to"] == "CQL" and normalised["base_iqm"] == pytest.approx(100.0)
+    assert normalised["methods"]["CQL"]["point"] == pytest.approx(100.0)
+    assert normalised["methods"]["FB"] == {"point": pytest.approx(150.0), "ci95": [150.0, 150.0]}
+    zero = [record(seed, [(10, {"a": 0.0, "b": 0.0})]) for seed in (1, 2, 3)]
+    assert (
+        "error"
+        in compare_methods({"CQL": zero, "FB": high}, reps=50, normalise_to="CQL")["normalised"]
+    )
+    with pytest.raises(ValueError, match="valid: \\['CQL', 'FB'\\]"):
+        compare_methods({"CQL": low, "FB": high}, reps=50, normalise_to="TD3")

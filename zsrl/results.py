@@ -193,6 +193,7 @@ def compare_methods(
     which: str = "best",
     reps: int = 10_000,
     seed: int = 0,
+    normalise_to: str | None = None,
 ) -> dict[str, Any]:
     """Several methods' summaries side by side, each against ``reference``, with profiles' scores.
 
@@ -200,6 +201,11 @@ def compare_methods(
     Each label gets its :func:`summarise` entry, and, for every label but the reference, the
     probability that it improves on the reference (runs x tasks of ``which`` evaluation) with a
     stratified bootstrap 95 % interval. The first label is the reference by default.
+
+    ``normalise_to`` (a label, e.g. CQL's) adds every method's IQM as a percentage of that method's
+    IQM, the paper's normalisation (spec §7: 100 × IQM(method) / IQM(CQL), pooled over runs and
+    tasks); the interval scales the method's own interval by the same constant, treating the
+    reference's IQM as the fixed 100 % line the paper draws.
     """
     from zsrl.stats import probability_of_improvement_ci
 
@@ -222,9 +228,36 @@ def compare_methods(
                 np.array(s[which]["scores"]), np.array(ref_scores), reps=reps, seed=seed
             )
             improvement[label] = {"point": point, "ci95": [low, high]}
-    return {
+    out = {
         "which": which,
         "reference": reference,
         "methods": summaries,
         "probability_of_improvement": improvement,
+    }
+    if normalise_to is not None:
+        out["normalised"] = normalised_iqm(summaries, normalise_to, which)
+    return out
+
+
+def normalised_iqm(summaries: dict[str, Any], to: str, which: str = "best") -> dict[str, Any]:
+    """Each method's IQM (and its interval) as a percentage of method ``to``'s IQM (spec §7).
+
+    A reference IQM of 0 leaves nothing to normalise by: the result then says so instead.
+    """
+    if to not in summaries:
+        raise ValueError(f"unknown normalisation reference {to!r}; valid: {list(summaries)}")
+    base = summaries[to][which]["iqm"]
+    if base <= 0:
+        return {"to": to, "base_iqm": base, "error": f"the IQM of {to} is {base:g}: no 100 % line"}
+    percent = lambda x: 100.0 * x / base  # noqa: E731
+    return {
+        "to": to,
+        "base_iqm": base,
+        "methods": {
+            label: {
+                "point": percent(s[which]["iqm"]),
+                "ci95": [percent(x) for x in s[which]["ci95"]],
+            }
+            for label, s in summaries.items()
+        },
     }
