@@ -146,3 +146,20 @@ def test_same_seed_same_weights_after_updates():
 
     assert torch.equal(train(0), train(0))
     assert not torch.equal(train(0), train(1))
+
+
+def test_tanh_gaussian_log_prob_is_exact_when_tanh_saturates():
+    """log π(tanh u) = log N(u) − log(1 − tanh² u), finite with the right gradient for large u."""
+    from torch.distributions import Normal
+
+    from zsrl.nets import tanh_gaussian_log_prob
+
+    u = torch.tensor([0.0, 0.5, -3.0, 8.0, 12.0], dtype=torch.float64, requires_grad=True)
+    mean, log_std = torch.zeros(5, dtype=torch.float64), torch.full((5,), 0.3, dtype=torch.float64)
+    ours = tanh_gaussian_log_prob(u, mean, log_std)
+    exact = Normal(mean, log_std.exp()).log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)
+    torch.testing.assert_close(ours, exact, rtol=1e-9, atol=1e-6)
+    (grad,) = torch.autograd.grad(ours.sum(), u)
+    # d/du of −log(1 − tanh² u) is 2 tanh u: about 2 where tanh saturates, not 0
+    expected = -(u - mean) / log_std.exp() ** 2 + 2 * torch.tanh(u)
+    torch.testing.assert_close(grad, expected.detach())

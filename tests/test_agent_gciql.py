@@ -35,6 +35,7 @@ def tiny_data(episodes=6, steps=50, seed=0):
         next_obs=torch.randn(n, 4, generator=g),
         reward=None,
         episode=np.repeat(np.arange(episodes) + 10, steps),
+        step=np.tile(np.arange(steps), episodes),
     )
 
 
@@ -150,7 +151,8 @@ def test_update_returns_device_tensors_and_moves_only_its_weights():
 
 
 def test_actor_loss_is_weighted_log_prob_of_dataset_actions():
-    agent, data = make_agent(), tiny_data()
+    # the weights use V after this update's value step: with lr_value 0 that is V before it
+    agent, data = make_agent(cfg=dataclasses.replace(CFG, lr_value=0.0)), tiny_data()
     torch.manual_seed(2)
     batch = agent.sample_batch(data)
     batch = batch._replace(action=batch.action.sign())  # |a| = 1 exactly: guarded, stays finite
@@ -236,3 +238,18 @@ def test_evaluate_runs_on_all_maze_tasks(maze_data):
     results = evaluate(model, DOMAIN, episodes=1, seed=0, dataset=maze_data, inference_samples=200)
     assert set(results) == set(DOMAIN.tasks)
     assert all(np.isfinite(r.score) for r in results.values())
+
+
+def test_future_goals_follow_time_steps_not_rows():
+    """Rows 1000 steps apart (a sparse subsample): a future goal is the next row, never further."""
+    data = tiny_data(episodes=2, steps=50)
+    data = data._replace(step=data.step * 1000)
+    agent = make_agent()
+    torch.manual_seed(0)
+    batch = agent.sample_batch(data)
+    row = lambda x: int((data.obs == x).all(-1).nonzero()[0, 0])  # noqa: E731
+    hops = [row(g) - row(s) for s, g in zip(batch.obs, batch.goal, strict=True)]
+    # current goals hop 0 rows; future ones exactly 1 (or 0 at an episode's last row); random ones
+    # anywhere in the episode, so only the share of 1-row hops is checked against p_future
+    ones = np.mean([h == 1 for h in hops])
+    assert ones > 0.4 and max(h for h in hops if h > 0) > 1  # random goals still roam

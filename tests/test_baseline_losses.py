@@ -108,6 +108,24 @@ def test_sf_z_from_features_recovers_known_z():
     assert (mean - z_true).norm() > 1e-2
 
 
+def test_sf_z_from_features_is_the_least_squares_solution_of_badly_conditioned_float32_features():
+    """Learned features are nearly collinear (condition numbers ~1e7 on the maze): the solution must
+    still be the minimiser of ‖φw − r‖, as numpy's SVD least squares in float64 finds it."""
+    g = np.random.default_rng(0)
+    n, d = 2000, 20
+    U, _ = np.linalg.qr(g.standard_normal((n, d)))
+    V, _ = np.linalg.qr(g.standard_normal((d, d)))
+    phi = (U * np.logspace(0, -6, d)) @ V.T + 0.5  # n x d: one shared direction, tiny singulars
+    r = g.standard_normal(n)
+    w = np.linalg.lstsq(phi, r, rcond=None)[0]  # float64 SVD
+    expected = math.sqrt(d) * w / np.linalg.norm(w)
+    phi32 = torch.as_tensor(phi, dtype=torch.float32)
+    z = bl.sf_z_from_features(phi32, torch.as_tensor(r, dtype=torch.float32))
+    assert z.dtype == torch.float32
+    cosine = float(z.double() @ torch.as_tensor(expected)) / d
+    assert cosine > 0.99
+
+
 def test_sf_z_from_features_bad_shapes():
     with pytest.raises(ValueError, match=r"\(4,\)"):
         bl.sf_z_from_features(torch.zeros(3, 2), torch.zeros(4))
@@ -395,3 +413,26 @@ def test_td3_actor_loss_and_double_q_mse():
     mse = bl.double_q_mse(t([1.0, 2.0, 3.0]), t([0.0, 1.0, 1.0]), target)
     assert mse.item() == pytest.approx((0 + 1 + 4) / 3 + (1 + 0 + 0) / 3)
     assert not mse.requires_grad  # the target is detached and the critics here carry no gradient
+
+
+def test_future_goals_count_time_steps_where_rows_have_gaps():
+    """After a subsample, rows of an episode skip time steps: "k steps later" must count time."""
+    episode = np.repeat([0, 1], 6)  # 12 rows, two episodes
+    steps = np.array([0, 5, 10, 15, 20, 25, 0, 1, 2, 3, 4, 5])  # episode 0 kept every 5th step
+    rng = np.random.default_rng(0)
+    index = np.zeros(4000, dtype=np.int64)  # always the first row (step 0) of episode 0
+    goals = bl.sample_goal_indices(
+        episode, index, rng, 1.0, 0.0, 0.0, geometric_p=0.2, timesteps=steps
+    ).goal
+    offsets = np.random.default_rng(0).geometric(0.2, size=index.size)  # the same draws
+    # the first kept row at least k steps later: step 5 for k <= 5, step 10 for k in 6..10, ...
+    expected = np.minimum(np.ceil(offsets / 5).astype(np.int64), 5)
+    np.testing.assert_array_equal(goals, expected)
+    # without timesteps, row arithmetic would have taken k rows (k·5 steps) later
+    rows = bl.sample_goal_indices(episode, index, np.random.default_rng(0), 1.0, 0.0, 0.0, 0.2).goal
+    assert (rows >= goals).all() and (rows > goals).any()
+    # goals never leave the episode, also from its last row
+    last = bl.sample_goal_indices(
+        episode, np.full(100, 5), np.random.default_rng(1), 1.0, 0.0, 0.0, 0.2, timesteps=steps
+    ).goal
+    assert (last == 5).all()

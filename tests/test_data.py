@@ -131,3 +131,24 @@ def test_cache_reuses_and_regenerates(tmp_path):
         load_or_collect(spec, root=tmp_path, progress=False)
     fixed = load_or_collect(spec, root=tmp_path, regenerate=True, progress=False)
     assert fixed.meta["sha256"] == first.meta["sha256"]  # collection is deterministic
+
+
+def test_steps_within_episodes_survive_subsets_and_saving(tmp_path):
+    from zsrl.data.dataset import steps_within_episodes
+
+    data = collect(CollectorSpec("point_mass_maze", "random", 3, 20), progress=False)
+    np.testing.assert_array_equal(data.step, np.tile(np.arange(20), 3))
+    np.testing.assert_array_equal(steps_within_episodes(np.array([4, 4, 2, 2, 2])), [0, 1, 0, 1, 2])
+    subset = data.subsample(15, seed=0)
+    rows = np.sort(np.random.default_rng(0).choice(len(data), size=15, replace=False))
+    np.testing.assert_array_equal(subset.step, data.step[rows])  # the rows' own steps
+    kept = data.filter_actions("no_left")
+    assert np.all(np.diff(kept.step)[np.diff(kept.episode) == 0] > 0)  # time order, with gaps
+    assert not np.array_equal(kept.step, steps_within_episodes(kept.episode))
+    path = tmp_path / "kept.npz"
+    kept.save(path)
+    np.testing.assert_array_equal(Dataset.load(path).step, kept.step)
+    # whole episodes save exactly the arrays they always did (no step array: it is derived)
+    data.save(tmp_path / "whole.npz")
+    with np.load(tmp_path / "whole.npz") as npz:
+        assert "step" not in npz.files

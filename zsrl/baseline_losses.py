@@ -108,8 +108,11 @@ def sf_q_loss(psi1: Tensor, psi2: Tensor, z: Tensor, target: Tensor) -> Tensor:
 def sf_z_from_features(phi: Tensor, rewards: Tensor) -> Tensor:
     """Task inference of SF-LAP: z = √d·normalise(argmin_w ‖φ(S) w − r‖²) (spec §3.1, §4).
 
-    A least-squares regression of the rewards on the features (``torch.linalg.lstsq``), not FB's
-    reward-weighted mean: with rewards exactly linear in φ it recovers the task's direction.
+    A least-squares regression of the rewards on the features, not FB's reward-weighted mean: with
+    rewards exactly linear in φ it recovers the task's direction. Learned features are badly
+    conditioned (condition numbers of 1e7 on the maze), so the regression is solved in float64 on
+    the CPU by the SVD-based driver ``gelsd``: torch's default CPU driver (``gelsy``) drops small
+    singular values and returns a different, truncated solution, and float32 loses the rest.
 
     phi: n x d features of the labelled states; rewards: n. Returns z: d.
     """
@@ -117,8 +120,10 @@ def sf_z_from_features(phi: Tensor, rewards: Tensor) -> Tensor:
         raise ValueError(
             f"expected phi n x d and rewards n, got {tuple(phi.shape)} and {tuple(rewards.shape)}"
         )
-    w = torch.linalg.lstsq(phi, rewards[:, None]).solution[:, 0]  # d
-    return normalise_to_sphere(w)  # d
+    A = phi.detach().double().cpu()  # n x d
+    b = rewards.detach().double().cpu()[:, None]  # n x 1
+    w = torch.linalg.lstsq(A, b, driver="gelsd").solution[:, 0]  # d
+    return normalise_to_sphere(w.to(phi))  # d
 
 
 def sf_goal_z(phi_goal: Tensor, phi_state: Tensor) -> Tensor:
@@ -284,7 +289,8 @@ def sample_goal_indices(
     For a transition t of an episode whose last transition is e, the goal is, with probabilities
     p_future / p_random / p_current:
 
-    - a future state min(t + k, e), k ~ Geometric(geometric_p) ≥ 1, capped at the episode's end;
+    - a future state min(t + k, e), k ~ Geometric(geometric_p) ≥ 1, capped at the episode's end
+      (with ``timesteps``: the first transition of the episode at least k time steps later);
     - a state drawn uniformly from the same episode (as the paper's code; HIQL draws from the dataset);
     - the current state t itself (reward 0, the only way an exact goal match happens).
 
@@ -292,7 +298,9 @@ def sample_goal_indices(
     drawing afresh for every batch is HIQL's procedure and what this function is for.
 
     Transitions of one episode must be contiguous and in time order in the dataset arrays. Contiguity
-    is checked from ``episode_ids`` (n); time order is checked when ``timesteps`` (n) is given.
+    is checked from ``episode_ids`` (n); time order is checked when ``timesteps`` (n, each
+    transition's step within its episode) is given. Give them whenever episodes may have gaps (a
+    subsample, an action filter): "k steps later" is then counted in time, not in rows.
     ``bounds``: the (start, end) arrays of :func:`episode_bounds` for ``episode_ids``, when the caller
     has computed them once (a training loop): they are then used as given, without the contiguity
     check, which costs about as much as the sampling itself on a large dataset.
@@ -333,7 +341,15 @@ def sample_goal_indices(
             f"index values must lie in [0, {start.size}), got min {index.min()}, max {index.max()}"
         )
     t_start, t_end = start[index], end[index]  # M, M
-    future = np.minimum(index + rng.geometric(geometric_p, size=index.size), t_end)  # M
+    offset = rng.geometric(geometric_p, size=index.size)  # M, each >= 1
+    if timesteps is None:
+        future = np.minimum(index + offset, t_end)  # M
+    else:
+        # (episode start, step) as one key that increases along the arrays: the first row at least
+        # `offset` steps later is a binary search, capped at the episode's last row
+        key = start.astype(np.int64) * (int(steps.max()) + 2) + steps  # n
+        later = np.searchsorted(key, key[index] + offset, side="left")  # M
+        future = np.minimum(later, t_end)  # M
     random = rng.integers(t_start, t_end + 1)  # M
     u = rng.random(index.size)  # M
     source = np.where(
@@ -432,8 +448,10 @@ def td3_critic_target(
 
 
 def td3_actor_loss(q: Tensor) -> Tensor:
-    """Offline TD3 actor loss −mean_i Q(s_i, π(s_i)), with no behaviour-cloning term (spec §3.4).
+    """Offline TD3 actor loss −mean_i Q(s_i, ã_i), with no behaviour-cloning term (spec §3.4).
 
-    q: N, the critic at the actor's actions (TD3 uses its first critic, Q_1).
+    q: N, the critic at the actor's noisy actions ã_i = π(s_i) + clipped noise: min(Q_1, Q_2), as the
+    paper's code takes it (the original TD3 uses Q_1 alone); with no behaviour cloning, the minimum
+    of the two critics is the actor's only pessimism.
     """
     return -q.mean()

@@ -168,7 +168,7 @@ class TD3Config:
     batch_size: int = 1024
     lr_critic: float = 1e-4
     lr_actor: float = 1e-4
-    target_tau: float = 0.01  # Polyak, every update (critics and actor)
+    target_tau: float = 0.01  # Polyak averaging of the critics, every update (no target actor)
     critic_hidden: int = 1024  # two Q(s, a) MLPs, first layer Linear→LayerNorm→Tanh
     critic_layers: int = 2
     actor_hidden: int = 1024  # Linear→LayerNorm→Tanh, Linear→ReLU, Linear→tanh

@@ -199,8 +199,7 @@ class TanhGaussianActor(nn.Module):
         """A reparameterised sample a = tanh(u), u ~ N(μ, σ²), and log π(a) summed over dimensions."""
         mean, log_std = self(x)
         u = mean + log_std.exp() * torch.randn_like(mean)  # ... x A
-        action = torch.tanh(u)
-        return action, tanh_gaussian_log_prob(u, action, mean, log_std).sum(-1)
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std).sum(-1)
 
     def log_prob(self, x: Tensor, action: Tensor) -> Tensor:
         """log π(a | x) per action dimension (... x A) of given actions, e.g. the dataset's.
@@ -208,11 +207,16 @@ class TanhGaussianActor(nn.Module):
         Actions at ±1 exactly would have an infinite log-probability; they are moved 1e-6 inside.
         """
         mean, log_std = self(x)
-        action = action.clamp(-1 + 1e-6, 1 - 1e-6)
-        return tanh_gaussian_log_prob(torch.atanh(action), action, mean, log_std)
+        u = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))  # ... x A
+        return tanh_gaussian_log_prob(u, mean, log_std)
 
 
-def tanh_gaussian_log_prob(u: Tensor, action: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """log density of a = tanh(u), u ~ N(mean, exp(log_std)²), per dimension (change of variables)."""
+def tanh_gaussian_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log density of a = tanh(u), u ~ N(mean, exp(log_std)²), per dimension (change of variables).
+
+    log π(a) = log N(u; mean, σ²) − log(1 − tanh²u), with log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)):
+    exact and finite for every u, where log(1 − a² + ε) would cap the correction (and zero its gradient)
+    as soon as tanh saturates.
+    """
     normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-    return normal - torch.log1p(-action.pow(2) + 1e-6)
+    return normal - 2 * (math.log(2) - u - nn.functional.softplus(-2 * u))

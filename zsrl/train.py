@@ -158,6 +158,7 @@ class Trainer:
                 if task is None
                 else as_tensor(self.dataset.rewards(self.domain.task(task))),
                 episode=self.dataset.episode,  # n
+                step=self.dataset.step,  # n
             )
 
     def sample_batch(self) -> Batch:

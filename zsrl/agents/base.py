@@ -29,9 +29,7 @@ class TrainingData(NamedTuple):
     next_obs: Tensor  # n x O, standardised
     reward: Tensor | None  # n: the reward of the run's single task, or None for zero-shot methods
     episode: np.ndarray  # n: the episode id of every transition (host memory, for goal sampling)
-
-    def __len__(self) -> int:
-        return len(self.obs)
+    step: np.ndarray  # n: each transition's time step within its episode (host memory)
 
     def transitions(self, index: Tensor, **extra: Tensor) -> Batch:
         """The batch of transitions at ``index`` (N), with the reward when the data has one."""
@@ -123,7 +121,7 @@ class Agent:
 
     def sample_batch(self, data: TrainingData) -> Batch:
         """``batch_size`` transitions drawn uniformly with replacement (torch's global RNG)."""
-        index = torch.randint(0, len(data), (self.batch_size,), device=data.obs.device)  # N
+        index = torch.randint(0, len(data.obs), (self.batch_size,), device=data.obs.device)  # N
         return data.transitions(index)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:

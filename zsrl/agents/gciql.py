@@ -123,7 +123,7 @@ class GCIQLAgent(Agent):
         checkpoint (which saves torch's RNG state) resumes with the same batches.
         """
         cfg = self.cfg
-        index = torch.randint(0, len(data), (self.batch_size,))  # N, on the host
+        index = torch.randint(0, len(data.obs), (self.batch_size,))  # N, on the host
         seed = int(torch.randint(0, 2**62, ()))
         index_np = index.numpy()  # N
         goal_index = bl.sample_goal_indices(
@@ -134,6 +134,7 @@ class GCIQLAgent(Agent):
             cfg.p_random,
             cfg.p_current,
             cfg.geometric_p,
+            timesteps=data.step,  # "k steps later" in time, also where a subsample left gaps
             bounds=self.episode_bounds(data.episode),
         ).goal  # N
         device = data.obs.device
@@ -163,8 +164,9 @@ class GCIQLAgent(Agent):
         )
         optimizer_step(self.value_optimizer, value_loss, self.value_params)
 
-        # AWR: the online values before this step's update, as in a joint update of both losses
-        v_mean = 0.5 * (v1 + v2).detach()  # N
+        # AWR with the values just updated, as the paper's code orders the two steps
+        with torch.no_grad():
+            v_mean = 0.5 * sum(model.values(obs, goal))  # N
         weights = bl.awr_weights(
             0.5 * (target_v1_next + target_v2_next), v_mean, cfg.temperature, cfg.max_weight
         )  # N

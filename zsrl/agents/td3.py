@@ -80,8 +80,8 @@ class TD3Agent(Agent):
         optimizer_step(self.critic_optimizer, critic_loss, self.critic_params)
 
         action = self._noisy(model.policy(batch.obs))  # N x A
-        q_actor, _ = model.critic(torch.cat([batch.obs, action], -1))  # Q_1 at π(s): N
-        actor_loss = bl.td3_actor_loss(q_actor)
+        q1_actor, q2_actor = model.critic(torch.cat([batch.obs, action], -1))  # N each
+        actor_loss = bl.td3_actor_loss(torch.minimum(q1_actor, q2_actor))
         optimizer_step(self.actor_optimizer, actor_loss, self.actor_params)
         soft_update(self.target_params, self.critic_params, cfg.target_tau)
         return {

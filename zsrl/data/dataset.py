@@ -38,10 +38,16 @@ class Dataset:
     next_physics: np.ndarray  # n x P
     episode: np.ndarray  # n, episode id of each transition
     meta: dict[str, Any] = field(default_factory=dict)
+    # n, the time step of each transition within its episode. Collected data hold whole episodes in
+    # time order, so it is derived when not given; subsets carry their rows' steps along, which keeps
+    # "k steps later" meaningful after a subsample or an action filter has left gaps (GC-IQL's goals).
+    step: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.observation)
-        for name in ARRAYS:
+        if self.step is None:
+            self.step = steps_within_episodes(self.episode)
+        for name in (*ARRAYS, "step"):
             if len(getattr(self, name)) != n:
                 raise DatasetError(
                     f"array {name!r} has {len(getattr(self, name))} rows, expected {n}"
@@ -53,7 +59,7 @@ class Dataset:
     def select(self, index: np.ndarray, **meta: Any) -> Dataset:
         """The transitions at ``index`` (indices or a boolean mask), with ``meta`` added."""
         arrays = {name: getattr(self, name)[index] for name in ARRAYS}
-        return Dataset(**arrays, meta={**self.meta, **meta})
+        return Dataset(**arrays, meta={**self.meta, **meta}, step=self.step[index])
 
     def subsample(self, n: int, seed: int = 42) -> Dataset:
         """n transitions drawn uniformly without replacement with a private RNG (spec §6.2).
@@ -78,10 +84,11 @@ class Dataset:
     def save(self, path: Path) -> str:
         """Write atomically; return the file's SHA-256 (also written to ``<path>.sha256``)."""
         path = Path(path)
+        arrays = {k: getattr(self, k) for k in ARRAYS}
+        if not np.array_equal(self.step, steps_within_episodes(self.episode)):
+            arrays["step"] = self.step  # a subset's steps cannot be derived again: keep them
         with atomic_writer(path) as f:
-            np.savez(
-                f, meta=np.array(json.dumps(self.meta)), **{k: getattr(self, k) for k in ARRAYS}
-            )
+            np.savez(f, meta=np.array(json.dumps(self.meta)), **arrays)
         digest = sha256_file(path)
         atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode())
         return digest
@@ -105,15 +112,28 @@ class Dataset:
                 if missing:
                     raise DatasetError(f"dataset file {path} lacks arrays {missing}")
                 arrays = {k: npz[k] for k in ARRAYS}
+                step = npz["step"] if "step" in npz.files else None
                 meta = json.loads(str(npz["meta"]))
         except DatasetError:
             raise
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as error:
             raise DatasetError(f"dataset file {path} is truncated or corrupt: {error}") from error
-        return Dataset(**arrays, meta=meta)
+        return Dataset(**arrays, meta=meta, step=step)
 
     def with_meta(self, **meta: Any) -> Dataset:
         return replace(self, meta={**self.meta, **meta})
+
+
+def steps_within_episodes(episode: np.ndarray) -> np.ndarray:
+    """Each transition's position within its run of equal episode ids (n), for whole episodes stored
+    in time order, as every collector writes them."""
+    episode = np.asarray(episode)
+    if episode.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    is_start = np.r_[True, episode[1:] != episode[:-1]]  # n
+    starts = np.flatnonzero(is_start)  # E
+    run = np.cumsum(is_start) - 1  # n
+    return np.arange(episode.size, dtype=np.int64) - starts[run]  # n
 
 
 def checksum_path(path: Path) -> Path:
