@@ -97,8 +97,9 @@ def test_batch_goals_are_in_the_episode_and_redrawn_every_batch():
         pairs |= set(zip(row_index(data, batch.obs), row_index(data, batch.goal), strict=True))
     transitions = [t for t, _ in pairs]
     assert len(pairs) > 1.5 * len(set(transitions))
-    bounds = agent.episode_bounds(data.episode)
-    assert agent.episode_bounds(data.episode) is bounds  # computed once per dataset
+    layout = agent.episode_layout(data)
+    assert agent.episode_layout(data) is layout  # computed once per dataset
+    assert np.array_equal(layout.start, bl.episode_bounds(data.episode)[0])
 
 
 def test_sampling_is_reproducible_from_torch_seed():

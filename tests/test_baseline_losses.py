@@ -292,15 +292,21 @@ def test_goal_sampler_resamples_every_call():
     assert np.array_equal(first, again)  # reproducible from the generator's seed
 
 
-def test_goal_sampler_with_precomputed_bounds_matches():
+@pytest.mark.parametrize("with_steps", [False, True])
+def test_goal_sampler_with_precomputed_layout_matches(with_steps):
     bounds = bl.episode_bounds(EPISODES)
     assert np.array_equal(bounds[0], START) and np.array_equal(bounds[1], END)
+    steps = np.arange(EPISODES.size) - START if with_steps else None  # n
+    steps = None if steps is None else steps * 2  # gaps: k steps later is not k rows later
     index = np.random.default_rng(3).integers(0, EPISODES.size, size=5000)
-    plain = bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4))
-    given = bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), bounds=bounds)
+    plain = bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), timesteps=steps)
+    layout = bl.episode_layout(EPISODES, steps)
+    given = bl.sample_goal_indices(None, index, np.random.default_rng(4), layout=layout)
     assert np.array_equal(plain.goal, given.goal) and np.array_equal(plain.source, given.source)
-    with pytest.raises(ValueError, match="bounds"):
-        bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), bounds=(START[:5], END))
+    with pytest.raises(ValueError, match="not both"):
+        bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), layout=layout)
+    with pytest.raises(ValueError, match="not both"):
+        bl.sample_goal_indices(None, index, np.random.default_rng(4))
 
 
 def test_goal_sampler_bad_input():

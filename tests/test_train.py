@@ -225,6 +225,17 @@ def test_resuming_with_another_config_is_refused(tmp_path, data_root):
         Trainer(config("agent.lr_fb=0.5"), tmp_path, data_root=data_root, progress=False).run()
 
 
+def test_checkpoint_from_before_a_new_config_field_resumes(tmp_path, data_root):
+    Trainer(config("train.steps=10"), tmp_path, data_root=data_root, progress=False).run()
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    saved = json.loads(state["config"])
+    del saved["agent"]["forward_layernorm"]  # as written by a zsrl without the field
+    state["config"] = json.dumps(saved)
+    torch.save(state, tmp_path / CHECKPOINT)
+    trainer = Trainer(config("train.steps=20"), tmp_path, data_root=data_root, progress=False)
+    assert trainer.resume() and trainer.step == 10
+
+
 @pytest.mark.parametrize(
     "override, listed",
     [

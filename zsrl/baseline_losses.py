@@ -273,8 +273,42 @@ def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts[run], ends[run]
 
 
+class EpisodeLayout(NamedTuple):
+    """Where every transition's episode lies in the dataset arrays, for drawing goals by index."""
+
+    start: np.ndarray  # n: first index of the transition's episode
+    end: np.ndarray  # n: last index of the transition's episode
+    time_key: np.ndarray | None  # n: (episode, step) as one increasing number; None: rows are steps
+
+
+def episode_layout(episode_ids: np.ndarray, timesteps: np.ndarray | None = None) -> EpisodeLayout:
+    """The :class:`EpisodeLayout` of a dataset, checked once (a training loop caches it).
+
+    Transitions of one episode must be contiguous and in time order in the arrays. Contiguity is
+    checked from ``episode_ids`` (n); time order is checked when ``timesteps`` (n, each transition's
+    step within its episode) is given. Give them whenever episodes may have gaps (a subsample, an
+    action filter): "k steps later" is then counted in time, not in rows.
+    """
+    start, end = episode_bounds(episode_ids)  # n, n
+    if timesteps is None:
+        return EpisodeLayout(start, end, None)
+    steps = np.asarray(timesteps)
+    if steps.shape != start.shape:
+        raise ValueError(f"timesteps has shape {steps.shape}, episode_ids {start.shape}")
+    same_episode = start[1:] == start[:-1]  # n - 1
+    bad = np.flatnonzero(same_episode & (np.diff(steps) <= 0))
+    if bad.size:
+        raise ValueError(
+            f"episodes must be in time order; timesteps do not increase after indices {bad[:5].tolist()}"
+        )
+    # (episode start, step) as one key that increases along the arrays, so that "the first row at
+    # least k steps later" is a binary search
+    time_key = start.astype(np.int64) * (int(steps.max()) + 2) + steps  # n
+    return EpisodeLayout(start, end, time_key)
+
+
 def sample_goal_indices(
-    episode_ids: np.ndarray,
+    episode_ids: np.ndarray | None,
     index: np.ndarray,
     rng: np.random.Generator,
     p_future: float = 0.5,
@@ -282,7 +316,7 @@ def sample_goal_indices(
     p_current: float = 0.2,
     geometric_p: float = 0.01,
     timesteps: np.ndarray | None = None,
-    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    layout: EpisodeLayout | None = None,
 ) -> GoalIndices:
     """Goal states of GC-IQL for the transitions ``index``; call it for every batch (spec §3.2, §9).
 
@@ -297,13 +331,9 @@ def sample_goal_indices(
     The paper's code drew one goal per transition at load time and kept it all training (§9, item 9);
     drawing afresh for every batch is HIQL's procedure and what this function is for.
 
-    Transitions of one episode must be contiguous and in time order in the dataset arrays. Contiguity
-    is checked from ``episode_ids`` (n); time order is checked when ``timesteps`` (n, each
-    transition's step within its episode) is given. Give them whenever episodes may have gaps (a
-    subsample, an action filter): "k steps later" is then counted in time, not in rows.
-    ``bounds``: the (start, end) arrays of :func:`episode_bounds` for ``episode_ids``, when the caller
-    has computed them once (a training loop): they are then used as given, without the contiguity
-    check, which costs about as much as the sampling itself on a large dataset.
+    The episodes are described either by ``episode_ids`` (n) and optional ``timesteps`` (n), checked
+    as in :func:`episode_layout` on every call, or by a ``layout`` computed once by it (a training
+    loop: the checks cost about as much as the sampling itself on a large dataset); not both.
     ``index``: M dataset indices of the sampled transitions. Returns the M goal indices and sources.
     """
     probs = (p_future, p_random, p_current)
@@ -313,26 +343,15 @@ def sample_goal_indices(
         )
     if not 0.0 < geometric_p <= 1.0:
         raise ValueError(f"geometric_p must lie in (0, 1], got {geometric_p}")
-    if bounds is None:
-        start, end = episode_bounds(episode_ids)  # n, n
-    else:
-        start, end = bounds  # n, n
-        n = np.shape(episode_ids)[0]
-        if start.shape != (n,) or end.shape != (n,):
-            raise ValueError(
-                f"bounds must be two arrays of the {n} episode ids' length, got shapes "
-                f"{start.shape} and {end.shape}"
-            )
-    if timesteps is not None:
-        steps = np.asarray(timesteps)
-        if steps.shape != start.shape:
-            raise ValueError(f"timesteps has shape {steps.shape}, episode_ids {start.shape}")
-        same_episode = start[1:] == start[:-1]  # n - 1
-        bad = np.flatnonzero(same_episode & (np.diff(steps) <= 0))
-        if bad.size:
-            raise ValueError(
-                f"episodes must be in time order; timesteps do not increase after indices {bad[:5].tolist()}"
-            )
+    if (layout is None) == (episode_ids is None):
+        raise ValueError(
+            "give either episode_ids (and timesteps) or a precomputed layout, not both"
+        )
+    if layout is None:
+        layout = episode_layout(episode_ids, timesteps)
+    elif timesteps is not None:
+        raise ValueError("timesteps belong in the layout when a layout is given")
+    start, end = layout.start, layout.end  # n, n
     index = np.asarray(index)
     if index.ndim != 1:
         raise ValueError(f"index must be a 1-D array of dataset indices, got shape {index.shape}")
@@ -342,14 +361,11 @@ def sample_goal_indices(
         )
     t_start, t_end = start[index], end[index]  # M, M
     offset = rng.geometric(geometric_p, size=index.size)  # M, each >= 1
-    if timesteps is None:
+    key = layout.time_key  # n or None
+    if key is None:
         future = np.minimum(index + offset, t_end)  # M
-    else:
-        # (episode start, step) as one key that increases along the arrays: the first row at least
-        # `offset` steps later is a binary search, capped at the episode's last row
-        key = start.astype(np.int64) * (int(steps.max()) + 2) + steps  # n
-        later = np.searchsorted(key, key[index] + offset, side="left")  # M
-        future = np.minimum(later, t_end)  # M
+    else:  # the first row at least `offset` steps later, capped at the episode's last row
+        future = np.minimum(np.searchsorted(key, key[index] + offset, side="left"), t_end)  # M
     random = rng.integers(t_start, t_end + 1)  # M
     u = rng.random(index.size)  # M
     source = np.where(

@@ -10,8 +10,11 @@ observation; single-task methods need none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
+from torch import Tensor
 
 from zsrl.data import Dataset
 from zsrl.envs import Task
@@ -44,6 +47,30 @@ def labelled_samples(
     return sample.next_observation, sample.rewards(task)
 
 
+def infer_each_task(
+    tasks: list[Task],
+    from_goal: Callable[[Tensor], Tensor],
+    from_rewards: Callable[[Tensor, Tensor], Tensor],
+    device: torch.device,
+    dataset: Dataset | None = None,
+    inference_samples: int = 10_000,
+    seed: int = 0,
+    goal_inference: str = "goal",
+) -> list[tuple[bool, Tensor]]:
+    """For each task, (True, ``from_goal(goal observation)``) if it is inferred from its goal, else
+    (False, ``from_rewards(next observations n x O, rewards n)``) on its labelled samples."""
+    check_goal_inference(goal_inference)
+    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
+    inferred = []
+    for task in tasks:
+        if uses_goal(task, goal_inference):
+            inferred.append((True, from_goal(as_tensor(task.goal_observation))))
+            continue
+        next_obs, rewards = labelled_samples(task, dataset, inference_samples, seed)  # n x O, n
+        inferred.append((False, from_rewards(as_tensor(next_obs), as_tensor(rewards))))
+    return inferred
+
+
 @torch.no_grad()
 def infer_task_vectors(
     model,
@@ -52,21 +79,21 @@ def infer_task_vectors(
     inference_samples: int = 10_000,
     seed: int = 0,
     goal_inference: str = "goal",
-) -> torch.Tensor:
+) -> Tensor:
     """FB's z for each task (tasks x d): √d·normalise(B(goal)) for goal tasks, else the
     reward-weighted mean of B over the labelled samples, normalised (spec §4).
 
     ``model`` is an :class:`~zsrl.model.FBModel` or anything with its ``infer_z_from_goal``,
     ``infer_z_from_rewards`` and ``obs_mean`` buffer.
     """
-    check_goal_inference(goal_inference)
-    device = model.obs_mean.device
-    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
-    zs = []
-    for task in tasks:
-        if uses_goal(task, goal_inference):
-            zs.append(model.infer_z_from_goal(as_tensor(task.goal_observation)))  # d
-            continue
-        next_obs, rewards = labelled_samples(task, dataset, inference_samples, seed)  # n x O, n
-        zs.append(model.infer_z_from_rewards(as_tensor(next_obs), as_tensor(rewards)))  # d
-    return torch.stack(zs)  # tasks x d
+    inferred = infer_each_task(
+        tasks,
+        model.infer_z_from_goal,
+        model.infer_z_from_rewards,
+        model.obs_mean.device,
+        dataset,
+        inference_samples,
+        seed,
+        goal_inference,
+    )
+    return torch.stack([z for _, z in inferred])  # tasks x d

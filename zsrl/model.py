@@ -69,6 +69,30 @@ class PolicyModel(nn.Module):
         return (obs - self.obs_mean) / self.obs_std
 
 
+class SingleTaskModel(PolicyModel):
+    """A model trained on one task's rewards (CQL, TD3): twin critics ``self.critic`` on (s, a).
+
+    The task context is ignored: the evaluation asks it for no task but its own.
+    """
+
+    critic: nn.Module  # (s, a) -> (Q_1, Q_2), each N
+
+    def task_contexts(
+        self,
+        tasks: list[Task],
+        dataset: Dataset | None = None,
+        inference_samples: int = 10_000,
+        seed: int = 0,
+        goal_inference: str = "goal",
+    ) -> Context:
+        return None  # one task, learnt from its rewards
+
+    def q_value(self, obs: Tensor, action: Tensor, context: Context = None) -> Tensor:
+        """min_k Q_k(s, a): N. The value probe compares it at dataset, uniform and policy actions."""
+        q1, q2 = self.critic(torch.cat([self.normalize(obs), action], -1))  # N, N
+        return torch.minimum(q1, q2)
+
+
 class FBModel(PolicyModel):
     """F(s, a, z), B(s), π(s, z) and the inference of z from rewards or a goal."""
 

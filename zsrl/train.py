@@ -42,6 +42,18 @@ METRICS = "metrics.csv"
 RECORD = "record.json"
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the fields added since it was written set to their defaults.
+
+    New config fields default to the behaviour before they existed, so a checkpoint written by an
+    older zsrl resumes; a field that no longer exists is left for the comparison to report.
+    """
+    try:
+        return RunConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return saved
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is truncated, corrupt, or belongs to a different configuration."""
 
@@ -186,7 +198,7 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         state = load_checkpoint(self.checkpoint_path)
-        saved = json.loads(state["config"])
+        saved = _with_defaults(json.loads(state["config"]))
         current = self.cfg.to_dict()
         for key in ("steps", "device", "threads"):  # a run may be extended or moved
             saved["train"].pop(key), current["train"].pop(key)

@@ -32,11 +32,11 @@ from torch import Tensor
 from zsrl import baseline_losses as bl
 from zsrl.agents.base import Agent, Batch, LagrangeMultiplier, optimizer_step, soft_update
 from zsrl.config import CQLConfig
-from zsrl.model import Context, PolicyModel
+from zsrl.model import Context, SingleTaskModel
 from zsrl.nets import TanhGaussianActor, TwinMLP
 
 
-class CQLModel(PolicyModel):
+class CQLModel(SingleTaskModel):
     """Twin critics Q_1, Q_2(s, a) and a tanh-Gaussian actor π(s); the task context is ignored."""
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: CQLConfig) -> None:
@@ -52,20 +52,10 @@ class CQLModel(PolicyModel):
             smooth_log_std=False,  # hard clamp of log σ (spec §3.3, §9 item 2)
         )
 
-    def task_contexts(
-        self, tasks, dataset=None, inference_samples=10_000, seed=0, goal_inference="goal"
-    ):
-        return None  # one task, learnt from its rewards
-
     def act(self, obs: Tensor, context: Context = None, noisy: bool = False) -> Tensor:
         """The squashed mean tanh(μ(s)), or with ``noisy`` a sample of π(s): N x A."""
         x = self.normalize(obs)  # N x O
         return self.actor.sample(x)[0] if noisy else self.actor.mean_action(x)
-
-    def q_value(self, obs: Tensor, action: Tensor, context: Context = None) -> Tensor:
-        """min_k Q_k(s, a): N. The value probe compares it at dataset, uniform and policy actions."""
-        q1, q2 = self.critic(torch.cat([self.normalize(obs), action], -1))
-        return torch.minimum(q1, q2)
 
 
 class CQLAgent(Agent):

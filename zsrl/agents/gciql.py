@@ -107,14 +107,17 @@ class GCIQLAgent(Agent):
         self.target_params = list(self.target_value.parameters())
         self.value_optimizer = torch.optim.Adam(self.value_params, lr=cfg.lr_value, foreach=True)
         self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=cfg.lr_actor, foreach=True)
-        # (episode ids, their episode_bounds): computed once per dataset, not per batch
-        self._bounds: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
+        # ((episode ids, steps), their layout): computed once per dataset, not per batch
+        self._layout: tuple[tuple[np.ndarray, np.ndarray | None], bl.EpisodeLayout] | None = None
 
-    def episode_bounds(self, episode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First and last index of every transition's episode (n each), cached for ``episode``."""
-        if self._bounds is None or self._bounds[0] is not episode:
-            self._bounds = (episode, bl.episode_bounds(episode))
-        return self._bounds[1]
+    def episode_layout(self, data: TrainingData) -> bl.EpisodeLayout:
+        """Where each transition's episode lies in ``data`` (checked once), cached for its arrays."""
+        arrays = (data.episode, data.step)
+        cached = self._layout
+        if cached is None or cached[0][0] is not arrays[0] or cached[0][1] is not arrays[1]:
+            # "k steps later" is counted in time, also where a subsample left gaps
+            cached = self._layout = (arrays, bl.episode_layout(*arrays))
+        return cached[1]
 
     def sample_batch(self, data: TrainingData) -> Batch:
         """``batch_size`` uniform transitions, each with a goal drawn for this batch (spec §3.2, §9).
@@ -127,15 +130,14 @@ class GCIQLAgent(Agent):
         seed = int(torch.randint(0, 2**62, ()))
         index_np = index.numpy()  # N
         goal_index = bl.sample_goal_indices(
-            data.episode,
+            None,
             index_np,
             np.random.default_rng(seed),
             cfg.p_future,
             cfg.p_random,
             cfg.p_current,
             cfg.geometric_p,
-            timesteps=data.step,  # "k steps later" in time, also where a subsample left gaps
-            bounds=self.episode_bounds(data.episode),
+            layout=self.episode_layout(data),
         ).goal  # N
         device = data.obs.device
         index = index.to(device)  # N

@@ -32,7 +32,7 @@ from zsrl.agents.base import Agent, Batch, optimizer_step, soft_update
 from zsrl.config import SFConfig
 from zsrl.data import Dataset
 from zsrl.envs import Task
-from zsrl.infer import check_goal_inference, labelled_samples, uses_goal
+from zsrl.infer import infer_each_task
 from zsrl.model import PolicyModel
 from zsrl.nets import Actor, ForwardNet, mlp, truncated_normal_sample
 
@@ -118,20 +118,20 @@ class SFModel(PolicyModel):
     ) -> SFContext:
         """One :class:`SFContext` row per task: least-squares z for reward tasks (and goal tasks
         when ``goal_inference="rewards"``), φ(g) for goal tasks (spec §3.1, §4)."""
-        check_goal_inference(goal_inference)
-        as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        inferred = infer_each_task(
+            tasks,
+            self.features,  # φ(g)
+            self.infer_z_from_rewards,  # least-squares z
+            self.device,
+            dataset,
+            inference_samples,
+            seed,
+            goal_inference,
+        )
         zero = torch.zeros(self.z_dim, device=self.device)  # d
-        zs, goals, is_goal = [], [], []
-        for task in tasks:
-            goal = uses_goal(task, goal_inference)
-            if goal:
-                zs.append(zero)
-                goals.append(self.features(as_tensor(task.goal_observation)))  # d
-            else:
-                next_obs, rewards = labelled_samples(task, dataset, inference_samples, seed)
-                zs.append(self.infer_z_from_rewards(as_tensor(next_obs), as_tensor(rewards)))  # d
-                goals.append(zero)
-            is_goal.append(goal)
+        zs = [zero if goal else v for goal, v in inferred]
+        goals = [v if goal else zero for goal, v in inferred]
+        is_goal = [goal for goal, _ in inferred]
         return SFContext(
             torch.stack(zs),  # T x d
             torch.stack(goals),  # T x d

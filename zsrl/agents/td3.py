@@ -20,11 +20,11 @@ from torch import Tensor
 from zsrl import baseline_losses as bl
 from zsrl.agents.base import Agent, Batch, optimizer_step, soft_update
 from zsrl.config import TD3Config
-from zsrl.model import Context, PolicyModel
+from zsrl.model import Context, SingleTaskModel
 from zsrl.nets import TwinMLP, mlp, truncated_normal_sample
 
 
-class TD3Model(PolicyModel):
+class TD3Model(SingleTaskModel):
     """Twin critics Q_1, Q_2(s, a) and a deterministic actor π(s); the task context is ignored."""
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: TD3Config) -> None:
@@ -36,21 +36,11 @@ class TD3Model(PolicyModel):
         """π(s) on standardised observations: the tanh mean, N x A."""
         return torch.tanh(self.actor(obs))
 
-    def task_contexts(
-        self, tasks, dataset=None, inference_samples=10_000, seed=0, goal_inference="goal"
-    ):
-        return None  # one task, learnt from its rewards
-
     def act(self, obs: Tensor, context: Context = None, noisy: bool = False) -> Tensor:
         mean = self.policy(self.normalize(obs))  # N x A
         if not noisy:
             return mean
         return truncated_normal_sample(mean, self.cfg.actor_std, self.cfg.actor_std_clip)
-
-    def q_value(self, obs: Tensor, action: Tensor, context: Context = None) -> Tensor:
-        """min_k Q_k(s, a): N."""
-        q1, q2 = self.critic(torch.cat([self.normalize(obs), action], -1))
-        return torch.minimum(q1, q2)
 
 
 class TD3Agent(Agent):
