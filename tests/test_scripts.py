@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from zsrl.config import apply_overrides, preset
+from zsrl.config import METHOD_LABELS, METHODS, apply_overrides, preset
 from zsrl.data.coverage import EXTENT, coverage_histogram
 from zsrl.losses import orthonormality_loss
 from zsrl.plots import effective_rank, read_metrics
@@ -85,6 +85,25 @@ def test_aggregate_compares_methods(tmp_path, runs):
     assert saved["command"].startswith("python scripts/aggregate.py --method 'FB=")
     with pytest.raises(SystemExit):
         script("aggregate").main(["--method", "X=/nonexistent/*", "--out", str(stem)])
+
+
+def test_run_table_has_a_row_per_run_from_its_record(runs, capsys):
+    _, out = runs
+    dirs = [out[key][0] for key in (("vcfb", 0), ("fb", 1), ("fb", 0))]
+    assert script("run_table").main([*map(str, dirs), "--q-at", "20", "10000"]) == 0
+    head, rule, *rows = capsys.readouterr().out.strip().splitlines()
+    assert "actor Q at 0.02k" in head and len(rows) == 3
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[:2] for c in cells] == [["FB", "0"], ["FB", "1"], ["VC-FB", "0"]]  # sorted
+    record = out[("fb", 0)][1]
+    best = max(record["evaluations"], key=lambda e: e["mean_score"])
+    assert cells[0][2].startswith(f"{best['mean_score']:.1f} ({best['step'] / 1000:g}k: ")
+    assert cells[0][3] == f"{record['evaluations'][-1]['mean_score']:.1f}"
+    metrics = read_metrics(out[("fb", 0)][0] / "metrics.csv")
+    assert cells[0][4] == f"{metrics['actor_q'][metrics['step'] <= 20][-1]:,.0f}"
+    assert cells[0][5] == f"{metrics['actor_q'][-1]:,.0f}"  # the last row at or before 10k
+    assert cells[0][6] == f"{record['steps_done'] / 1000:g}k"
+    assert set(METHOD_LABELS) == set(METHODS)  # every method has a name in tables
 
 
 def test_overestimation_reads_the_logged_q(tmp_path, runs):

@@ -18,6 +18,17 @@ BASELINE_METHODS = ("sf-lap", "gciql", "cql", "td3")
 METHODS = FB_METHODS + BASELINE_METHODS
 # Methods that learn one task's policy from its relabelled rewards: trained and evaluated on one task.
 SINGLE_TASK_METHODS = ("cql", "td3")
+# How tables and figures name each method (the paper's spelling).
+METHOD_LABELS = {
+    "fb": "FB",
+    "vcfb": "VC-FB",
+    "mcfb": "MC-FB",
+    "dvcfb": "DVC-FB",
+    "sf-lap": "SF-LAP",
+    "gciql": "GC-IQL",
+    "cql": "CQL",
+    "td3": "TD3",
+}
 
 
 @dataclass
