@@ -31,7 +31,7 @@ from zsrl.agents.base import Agent, Batch, TrainingData, optimizer_step, soft_up
 from zsrl.config import GCIQLConfig
 from zsrl.data import Dataset
 from zsrl.envs import Task
-from zsrl.infer import labelled_samples, uses_goal
+from zsrl.infer import infer_each_task
 from zsrl.model import PolicyModel
 from zsrl.nets import TanhGaussianActor, TwinMLP
 
@@ -76,14 +76,17 @@ class GCIQLModel(PolicyModel):
         gives the next observation with the highest reward among its ``inference_samples``
         reward-labelled samples (the first one on ties), the one state that best stands for the task.
         """
-        goals = []
-        for task in tasks:
-            if uses_goal(task, goal_inference):
-                goals.append(np.asarray(task.goal_observation))  # O
-                continue
-            next_obs, rewards = labelled_samples(task, dataset, inference_samples, seed)  # n x O, n
-            goals.append(next_obs[np.argmax(rewards)])  # O
-        return torch.as_tensor(np.stack(goals), dtype=torch.float32, device=self.device)  # T x O
+        inferred = infer_each_task(
+            tasks,
+            lambda goal: goal,  # O
+            lambda next_obs, rewards: next_obs[torch.argmax(rewards)],  # O: the first best
+            self.device,
+            dataset,
+            inference_samples,
+            seed,
+            goal_inference,
+        )
+        return torch.stack([goal for _, goal in inferred])  # T x O
 
     def act(self, obs: Tensor, goal: Tensor, noisy: bool = False) -> Tensor:
         """π(s, g) on raw observations and goals (N x O each): the squashed mean, or a sample when
