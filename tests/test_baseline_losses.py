@@ -303,9 +303,9 @@ def test_goal_sampler_with_precomputed_layout_matches(with_steps):
     layout = bl.episode_layout(EPISODES, steps)
     given = bl.sample_goal_indices(None, index, np.random.default_rng(4), layout=layout)
     assert np.array_equal(plain.goal, given.goal) and np.array_equal(plain.source, given.source)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="exactly one"):
         bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), layout=layout)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="exactly one"):
         bl.sample_goal_indices(None, index, np.random.default_rng(4))
 
 

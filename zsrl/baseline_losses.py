@@ -345,7 +345,7 @@ def sample_goal_indices(
         raise ValueError(f"geometric_p must lie in (0, 1], got {geometric_p}")
     if (layout is None) == (episode_ids is None):
         raise ValueError(
-            "give either episode_ids (and timesteps) or a precomputed layout, not both"
+            "give exactly one of episode_ids (with optional timesteps) and a precomputed layout"
         )
     if layout is None:
         layout = episode_layout(episode_ids, timesteps)
