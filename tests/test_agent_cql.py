@@ -194,6 +194,21 @@ def test_lagrangian_alpha_rises_above_the_budget_and_falls_below(target, directi
     assert torch.all(direction * steps > 0), alphas
 
 
+@pytest.mark.parametrize("scale, lr", [("paper", 1e-4), ("book", 1e-3)])
+def test_dual_variables_fall_by_their_scales_rate_per_update(scale, lr, one_thread):
+    """Below the budget and above the target entropy, Adam lowers log α and log β by about lr per
+    update: the book preset's 1e-3 lets them travel in 30k updates what the paper's 1e-4 does in
+    300k (config.py); the paper scale keeps spec §3.3's 1e-4."""
+    rates = preset("cql", "point_mass_maze", scale).agent
+    assert (rates.lr_alpha, rates.lr_temperature) == (lr, lr)
+    agent = make_agent(quick(lr_alpha=rates.lr_alpha, lr_temperature=rates.lr_temperature))
+    log_beta = agent.log_temperature.item()
+    for s in range(20):
+        agent.update(random_batch(seed=s))
+    assert agent.cfg.log_alpha_init - agent.log_alpha.item() == pytest.approx(20 * lr, rel=0.05)
+    assert log_beta - agent.log_temperature.item() == pytest.approx(20 * lr, rel=0.05)
+
+
 def test_fixed_alpha_stays_put(one_thread):
     agent = make_agent(quick(lagrange=False, alpha=0.37))
     log_alpha = agent.log_alpha.clone()
