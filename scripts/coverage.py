@@ -1,10 +1,12 @@
 """Maze coverage of named datasets: side-by-side heat maps and the share of free cells visited.
 
-    python scripts/coverage.py random uniform-reset rnd --out results/datasets/coverage.png
+    python scripts/coverage.py random uniform-reset rnd --tasks all --out results/datasets/coverage.png
 
 Each argument is a collector name (its default maze dataset, loaded from the cache or collected) or a
 path to a dataset ``.npz``. The fractions are printed, and with ``--out`` written beside the figure as
-JSON together with the command, the dataset names and their checksums.
+JSON together with the command, the dataset names and their checksums. ``--tasks`` adds, per task,
+the share of transitions that earn at least a tenth of its top reward: the data a single-task
+method (CQL) learns that task from.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import sys
 from pathlib import Path
 
 from zsrl.data import Dataset, collector_names, default_spec, load_or_collect
-from zsrl.data.coverage import plot_coverage, visited_fraction
+from zsrl.data.coverage import plot_coverage, rewarded_fraction, visited_fraction
+from zsrl.envs import get_domain
 from zsrl.io import atomic_write_json
 
 
@@ -36,16 +39,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", type=int, default=30, help="cells per side of the maze")
     parser.add_argument("--out", type=Path, default=None, help="figure path; JSON goes beside it")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
+    parser.add_argument(
+        "--tasks", nargs="+", default=[], help="maze tasks whose reward coverage to report, or all"
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    domain = get_domain("point_mass_maze")
+    task_names = list(domain.tasks) if args.tasks == ["all"] else args.tasks
     try:
+        tasks = [domain.task(name) for name in task_names]
         datasets = {name: load(name, args.data_dir) for name in args.datasets}
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     fractions = {name: visited_fraction(d, args.bins) for name, d in datasets.items()}
+    rewarded = {
+        name: {task.name: rewarded_fraction(d, task) for task in tasks}
+        for name, d in datasets.items()
+    }
     for name, fraction in fractions.items():
         print(f"{name:16s} {len(datasets[name]):8d} transitions  {fraction:6.1%} of free cells")
+        for task, share in rewarded[name].items():
+            print(f"  {task:22s} {share:7.2%} of transitions rewarded (r >= 0.1)")
     if args.out is not None:
         plot_coverage(datasets, args.out, args.bins)
         atomic_write_json(
@@ -54,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 "command": "python scripts/coverage.py " + shlex.join(argv),
                 "bins": args.bins,
                 "visited_fraction": fractions,
+                "rewarded_fraction": rewarded,
                 "datasets": {
                     name: {
                         "name": d.meta.get("name"),

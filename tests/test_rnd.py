@@ -11,7 +11,13 @@ import torch
 
 from zsrl.cli import main
 from zsrl.data import CollectorSpec, collect, default_spec, load_or_collect
-from zsrl.data.coverage import coverage_histogram, free_cells, plot_coverage, visited_fraction
+from zsrl.data.coverage import (
+    coverage_histogram,
+    free_cells,
+    plot_coverage,
+    rewarded_fraction,
+    visited_fraction,
+)
 from zsrl.data.dataset import Dataset
 from zsrl.data.rnd import SCALES, Exploration, Replay, RNDAgent, explore, torch_threads
 from zsrl.envs import BatchSim, get_domain
@@ -146,6 +152,20 @@ def test_coverage_of_a_hand_made_dataset():
     assert visited_fraction(hand_made(xy), bins=5) == pytest.approx(2 / 20)  # the wall cell is out
 
 
+def test_rewarded_fraction_counts_next_states_near_the_goal():
+    # top-left goal (-0.15, 0.15); zero action, so the reward is the Gaussian "near" term alone:
+    # 1 within 0.015, 0.1 at 0.03, below 0.1 further out. Rewards come from the *next* states.
+    goal = np.array([-0.15, 0.15])
+    offsets = np.array([0.0, 0.01, 0.029, 0.031, 0.1, 0.4])  # along x
+    data = hand_made(goal + offsets[:, None] * np.array([1.0, 0.0]))
+    task = DOMAIN.task("reach_top_left")
+    assert rewarded_fraction(data, task) == pytest.approx(3 / 6)
+    assert rewarded_fraction(data, task, threshold=0.99) == pytest.approx(2 / 6)
+    assert rewarded_fraction(data, DOMAIN.task("reach_bottom_right")) == 0.0
+    moved = replace(data, next_physics=np.zeros_like(data.next_physics))  # all next states at 0, 0
+    assert rewarded_fraction(moved, task) == 0.0
+
+
 def test_coverage_of_the_quick_rnd_dataset_matches_a_direct_count(quick):
     bins, width = 30, 0.6 / 30
     counts = coverage_histogram(quick, bins)
@@ -169,12 +189,18 @@ def test_coverage_script_writes_a_figure_and_numbers(tmp_path, quick):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "fig.png"
-    assert script.main([str(path), "--bins", "20", "--out", str(out)]) == 0
+    argv = [str(path), "--bins", "20", "--tasks", "all", "--out", str(out)]
+    assert script.main(argv) == 0
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["visited_fraction"][str(path)] == pytest.approx(visited_fraction(quick, 20))
+    rewarded = record["rewarded_fraction"][str(path)]
+    assert list(rewarded) == list(DOMAIN.tasks)
+    for name, share in rewarded.items():
+        assert share == pytest.approx(float((quick.rewards(DOMAIN.task(name)) >= 0.1).mean()))
     assert record["command"].endswith("--out " + str(out))
     assert out.stat().st_size > 1000
     assert script.main(["rdn"]) == 2
+    assert script.main([str(path), "--tasks", "reach_middle"]) == 2
 
 
 def test_plot_coverage_writes_a_png(tmp_path, quick):

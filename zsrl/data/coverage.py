@@ -3,6 +3,8 @@
 The maze is cut into ``bins x bins`` square cells over the arena; a cell is free space when its centre
 is off the interior walls (for the mass's centre). A dataset's coverage is the histogram of the (x, y)
 positions of its states, and its visited fraction the share of free cells holding at least one state.
+A task's reward coverage is the share of transitions that earn at least a tenth of its top reward:
+single-task offline RL (CQL) can learn a task only from transitions that earn its reward.
 Everything here is numpy; :func:`plot_coverage` imports matplotlib (the ``book`` extra) only when called.
 """
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from zsrl.data.dataset import Dataset
 from zsrl.envs.point_mass_maze import ARENA_LIMIT, in_free_space
+from zsrl.envs.registry import Task
 
 EXTENT = ARENA_LIMIT + 0.01  # the arena's inner boundary: joint range plus the mass's radius
 
@@ -46,6 +49,15 @@ def visited_fraction(dataset: Dataset, bins: int = 20) -> float:
     """The share of free cells that hold at least one state of ``dataset``."""
     free = free_cells(bins)
     return float((coverage_histogram(dataset, bins)[free] > 0).mean())
+
+
+def rewarded_fraction(dataset: Dataset, task: Task, threshold: float = 0.1) -> float:
+    """The share of transitions whose reward r(s_{t+1}, a_t) for ``task`` is at least ``threshold``.
+
+    On the maze a reach reward of 0.1 or more means the next state is within twice the target's
+    radius of the goal (the Gaussian tolerance is 0.1 a radius beyond the target).
+    """
+    return float((dataset.rewards(task) >= threshold).mean())
 
 
 def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -> None:
