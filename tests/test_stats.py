@@ -350,6 +350,22 @@ def test_single_task_runs_combine_per_seed_over_their_tasks():
         combine_single_task([record(1, [(10, {"a": 1.0})])])
 
 
+def test_single_task_runs_compare_task_by_task_in_the_reference_order():
+    # FB scores its tasks in the order (b, a); CQL's combined runs list theirs sorted, (a, b)
+    fb = [record(seed, [(10, {"b": 10.0, "a": 300.0})]) for seed in (1, 2)]
+    cql = [
+        single_task_record(s, t, [(10, v)]) for s in (1, 2) for t, v in (("a", 400.0), ("b", 50.0))
+    ]
+    comparison = compare_methods({"FB": fb, "CQL": cql}, reps=200)
+    for summary in comparison["methods"].values():
+        assert summary["tasks"] == ["b", "a"]
+    assert comparison["methods"]["CQL"]["best"]["scores"] == [[50.0, 400.0], [50.0, 400.0]]
+    # CQL beats FB on both tasks in every run: 1 with aligned columns, 1/2 with crossed ones
+    assert comparison["probability_of_improvement"]["CQL"]["point"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not the runs' tasks"):
+        summarise(fb, reps=50, tasks=["a", "c"])
+
+
 def test_iqm_normalised_to_a_reference_method():
     low = [record(seed, [(10, {"a": 100.0, "b": 100.0})]) for seed in (1, 2, 3)]
     high = [record(seed, [(10, {"a": 150.0, "b": 150.0})]) for seed in (1, 2, 3)]
@@ -358,10 +374,13 @@ def test_iqm_normalised_to_a_reference_method():
     assert normalised["to"] == "CQL" and normalised["base_iqm"] == pytest.approx(100.0)
     assert normalised["methods"]["CQL"]["point"] == pytest.approx(100.0)
     assert normalised["methods"]["FB"] == {"point": pytest.approx(150.0), "ci95": [150.0, 150.0]}
-    zero = [record(seed, [(10, {"a": 0.0, "b": 0.0})]) for seed in (1, 2, 3)]
-    assert (
-        "error"
-        in compare_methods({"CQL": zero, "FB": high}, reps=50, normalise_to="CQL")["normalised"]
-    )
+    for nothing in (0.0, 1e-70, 0.9):  # the maze's reward is never exactly 0 far from the goal
+        zero = [record(seed, [(10, {"a": nothing, "b": nothing})]) for seed in (1, 2, 3)]
+        normalised = compare_methods({"CQL": zero, "FB": high}, reps=50, normalise_to="CQL")
+        assert "no 100 % line" in normalised["normalised"]["error"]
+        assert "methods" not in normalised["normalised"]
+    one = [record(seed, [(10, {"a": 1.0, "b": 1.0})]) for seed in (1, 2, 3)]
+    normalised = compare_methods({"CQL": one, "FB": high}, reps=50, normalise_to="CQL")
+    assert normalised["normalised"]["methods"]["FB"]["point"] == pytest.approx(15000.0)
     with pytest.raises(ValueError, match="valid: \\['CQL', 'FB'\\]"):
         compare_methods({"CQL": low, "FB": high}, reps=50, normalise_to="TD3")

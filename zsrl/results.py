@@ -19,6 +19,8 @@ from zsrl.stats import METRICS, aggregate_with_ci
 
 # Optimality-gap target: DMC and maze episodes last 1000 steps with rewards in [0, 1] (the paper's γ).
 MAX_RETURN = 1000.0
+# The smallest IQM a normalisation reference may have: one step's top reward in a whole episode.
+MIN_REFERENCE_IQM = 1.0
 
 
 def load_records(paths: list[Path]) -> list[dict[str, Any]]:
@@ -106,22 +108,35 @@ def combine_single_task(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return combined
 
 
+def scored_tasks(records: list[dict[str, Any]]) -> list[str]:
+    """The tasks a method's runs are scored on: the first run's, or, for single-task runs, every
+    task some seed was trained for (sorted, as :func:`combine_single_task` orders them)."""
+    if any(r.get("single_task") for r in records):
+        return sorted({r["single_task"] for r in records})
+    return list(records[0]["tasks"])
+
+
 def summarise(
     records: list[dict[str, Any]],
     reps: int = 10_000,
     seed: int = 0,
     threshold: float = MAX_RETURN,
+    tasks: list[str] | None = None,
 ) -> dict[str, Any]:
     """Aggregates with 95 % stratified-bootstrap intervals over runs x tasks, last and best.
 
     ``iqm`` and ``ci95`` give the IQM and its interval; ``aggregates`` gives every metric of
     ``zsrl.stats.METRICS`` as ``{"point": p, "ci95": [low, high]}``, the optimality gap measured
     below ``threshold`` (in return units). Single-task runs are first combined per seed over their
-    tasks (:func:`combine_single_task`).
+    tasks (:func:`combine_single_task`). ``tasks`` orders the task columns (default: the runs' own
+    order); it must name exactly the tasks the runs are scored on.
     """
     if any(r.get("single_task") for r in records):
         records = combine_single_task(records)
-    tasks = records[0]["tasks"]
+    if tasks is None:
+        tasks = records[0]["tasks"]
+    elif sorted(tasks) != sorted(records[0]["tasks"]):
+        raise ValueError(f"tasks {list(tasks)} are not the runs' tasks {records[0]['tasks']}")
     out: dict[str, Any] = {
         "runs": len(records),
         "tasks": tasks,
@@ -197,7 +212,8 @@ def compare_methods(
 ) -> dict[str, Any]:
     """Several methods' summaries side by side, each against ``reference``, with profiles' scores.
 
-    ``groups`` maps a label to the records of that method's runs (seeds), all scoring the same tasks.
+    ``groups`` maps a label to the records of that method's runs (seeds), all scoring the same tasks
+    (in any order: every summary lists them in the reference's order).
     Each label gets its :func:`summarise` entry, and, for every label but the reference, the
     probability that it improves on the reference (runs x tasks of ``which`` evaluation) with a
     stratified bootstrap 95 % interval. The first label is the reference by default.
@@ -216,10 +232,13 @@ def compare_methods(
     reference = reference or next(iter(groups))
     if reference not in groups:
         raise ValueError(f"unknown reference {reference!r}; valid: {list(groups)}")
-    summaries = {label: summarise(records, reps, seed) for label, records in groups.items()}
-    tasks = {label: s["tasks"] for label, s in summaries.items()}
-    if len({tuple(t) for t in tasks.values()}) != 1:
+    tasks = {label: scored_tasks(records) for label, records in groups.items()}
+    if len({tuple(sorted(t)) for t in tasks.values()}) != 1:
         raise ValueError(f"methods score different tasks: {tasks}")
+    order = tasks[reference]  # every method's columns in the reference's task order
+    summaries = {
+        label: summarise(records, reps, seed, tasks=order) for label, records in groups.items()
+    }
     ref_scores = summaries[reference][which]["scores"]
     improvement = {}
     for label, s in summaries.items():
@@ -239,16 +258,25 @@ def compare_methods(
     return out
 
 
-def normalised_iqm(summaries: dict[str, Any], to: str, which: str = "best") -> dict[str, Any]:
+def normalised_iqm(
+    summaries: dict[str, Any], to: str, which: str = "best", min_base: float = MIN_REFERENCE_IQM
+) -> dict[str, Any]:
     """Each method's IQM (and its interval) as a percentage of method ``to``'s IQM (spec §7).
 
-    A reference IQM of 0 leaves nothing to normalise by: the result then says so instead.
+    A reference IQM under ``min_base`` leaves nothing to normalise by (the maze's reward is never
+    exactly 0, so a policy that never nears the goal still earns some 1e-70): the result then says
+    so instead.
     """
     if to not in summaries:
         raise ValueError(f"unknown normalisation reference {to!r}; valid: {list(summaries)}")
     base = summaries[to][which]["iqm"]
-    if base <= 0:
-        return {"to": to, "base_iqm": base, "error": f"the IQM of {to} is {base:g}: no 100 % line"}
+    if base < min_base:
+        return {
+            "to": to,
+            "base_iqm": base,
+            "error": f"the IQM of {to} is {base:.3g}, under {min_base:g} (one step's top reward):"
+            " no 100 % line",
+        }
     percent = lambda x: 100.0 * x / base  # noqa: E731
     return {
         "to": to,
