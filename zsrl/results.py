@@ -74,7 +74,7 @@ def combine_single_task(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kinds = {(r["method"], r["dataset"]["name"], r["scale"]) for r in records}
     if len(kinds) != 1:
         raise ValueError(f"single-task runs of different (method, dataset, scale): {sorted(kinds)}")
-    tasks = sorted({task for runs in by_seed.values() for task in runs})
+    tasks = scored_tasks(records)
     missing = {seed: sorted(set(tasks) - set(runs)) for seed, runs in by_seed.items()}
     missing = {seed: gap for seed, gap in missing.items() if gap}
     if missing:
@@ -110,7 +110,7 @@ def combine_single_task(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def scored_tasks(records: list[dict[str, Any]]) -> list[str]:
     """The tasks a method's runs are scored on: the first run's, or, for single-task runs, every
-    task some seed was trained for (sorted, as :func:`combine_single_task` orders them)."""
+    task some seed was trained for, sorted (the order of :func:`combine_single_task`'s records)."""
     if any(r.get("single_task") for r in records):
         return sorted({r["single_task"] for r in records})
     return list(records[0]["tasks"])
