@@ -36,7 +36,7 @@ def actor_q_at(path: Path, steps: list[int]) -> list[str]:
     out = []
     for step in steps:
         logged = metrics["actor_q"][metrics["step"] <= step]
-        out.append(f"{logged[-1]:,.0f}" if len(logged) else "-")
+        out.append(f"{round(float(logged[-1])):,}" if len(logged) else "-")  # never "-0"
     return out
 
 

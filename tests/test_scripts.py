@@ -87,6 +87,11 @@ def test_aggregate_compares_methods(tmp_path, runs):
         script("aggregate").main(["--method", "X=/nonexistent/*", "--out", str(stem)])
 
 
+def test_run_table_rounds_actor_q_without_a_negative_zero(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,actor_q\n10,-0.2\n20,-1234.6\n")
+    assert script("run_table").actor_q_at(tmp_path, [5, 10, 20]) == ["-", "0", "-1,235"]
+
+
 def test_run_table_has_a_row_per_run_from_its_record(runs, capsys):
     _, out = runs
     dirs = [out[key][0] for key in (("vcfb", 0), ("fb", 1), ("fb", 0))]
