@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from zsrl.cli import main
-from zsrl.config import RunConfig, apply_overrides, preset
+from zsrl.config import BASELINE_METHODS, SINGLE_TASK_METHODS, RunConfig, apply_overrides, preset
 
 QUICK = ["--scale", "quick", "--no-progress"]
 SMALL = [
@@ -119,6 +119,35 @@ def test_conservative_methods_train_and_eval(method, capsys, tmp_path, data_dir)
     assert {"penalty", "alpha", "q_data", "q_uniform", "q_policy"} <= set(header)
     code, out, _ = run_main(["eval", str(run), "--data-dir", data_dir], capsys)
     assert code == 0 and "q_uniform" in out
+
+
+@pytest.mark.parametrize("scale", ["book", "paper"])
+@pytest.mark.parametrize("method", BASELINE_METHODS)
+def test_baselines_train_and_eval_at_the_larger_scales(method, scale, capsys, tmp_path, data_dir):
+    """Two updates with each scale's networks and batch (quick scale: the trainer's own tests)."""
+    run = tmp_path / method
+    tasks = ["--tasks", "reach_top_left"] if method in SINGLE_TASK_METHODS else []
+    argv = [
+        "train",
+        "--method",
+        method,
+        "--scale",
+        scale,
+        "--no-progress",
+        *tasks,
+        "--out",
+        str(run),
+    ]
+    steps = ["train.steps=2", "train.eval_every=2", "train.log_every=1", "train.checkpoint_every=2"]
+    small = ["--set", "data.episodes=500", "eval.episodes=1", *steps]
+    code, _, err = run_main([*argv, *small, "--data-dir", data_dir, "--threads", "1"], capsys)
+    assert code == 0, err
+    record = json.loads((run / "record.json").read_text())
+    assert record["scale"] == scale and record["steps_done"] == 2 and record["complete"]
+    assert record["config"]["agent"] == preset(method, "point_mass_maze", scale).to_dict()["agent"]
+    assert sorted(record["evaluations"][-1]["scores"]) == sorted(record["tasks"])
+    code, out, _ = run_main(["eval", str(run), "--data-dir", data_dir], capsys)
+    assert code == 0 and "step 2" in out
 
 
 def test_book_maze_preset_is_the_configuration_that_learns_the_maze():
