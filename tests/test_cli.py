@@ -127,10 +127,11 @@ def test_baselines_train_and_eval_at_the_larger_scales(method, scale, capsys, tm
     """Two updates with each scale's networks and batch (quick scale: the trainer's own tests)."""
     run = tmp_path / method
     tasks = ["--tasks", "reach_top_left"] if method in SINGLE_TASK_METHODS else []
-    argv = ["train", "--method", method, "--scale", scale, *tasks, "--out", str(run)]
-    steps = ["train.steps=2", "train.eval_every=2", "train.log_every=1", "train.checkpoint_every=2"]
-    small = ["--no-progress", "--threads", "1", "--set", "data.episodes=500", "eval.episodes=1"]
-    code, _, err = run_main([*argv, *small, *steps, "--data-dir", data_dir], capsys)
+    argv = ["train", "--method", method, "--scale", scale, *tasks, "--no-progress"]
+    steps = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]  # after SMALL's
+    code, _, err = run_main(
+        [*argv, *SMALL, *steps, "--out", str(run), "--data-dir", data_dir], capsys
+    )
     assert code == 0, err
     record = json.loads((run / "record.json").read_text())
     assert record["scale"] == scale and record["steps_done"] == 2 and record["complete"]
