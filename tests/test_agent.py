@@ -66,6 +66,28 @@ def test_forward_layernorm_normalises_every_hidden_layer_of_both_heads_only():
     assert F1.shape == F2.shape == (3, cfg.z_dim)
 
 
+@pytest.mark.parametrize("cls_name", ["FBModel", "SFModel"])
+def test_orthogonal_init_gives_orthonormal_weights_and_zero_biases(cls_name):
+    from zsrl.agents.sf import SFModel
+
+    method = {"FBModel": "fb", "SFModel": "sf-lap"}[cls_name]
+    cfg = preset(method, "point_mass_maze", "quick").agent
+    cfg.orthogonal_init = True
+    model = {"FBModel": FBModel, "SFModel": SFModel}[cls_name](4, 2, cfg)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) > 5
+    for layer in linears:
+        W = layer.weight.detach()  # out x in
+        small = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W  # the smaller Gram matrix
+        assert torch.allclose(small, torch.eye(len(small)), atol=1e-5)
+        assert torch.count_nonzero(layer.bias) == 0
+    cfg.orthogonal_init = False
+    default = {"FBModel": FBModel, "SFModel": SFModel}[cls_name](4, 2, cfg)
+    assert any(
+        torch.count_nonzero(m.bias) > 0 for m in default.modules() if isinstance(m, torch.nn.Linear)
+    )
+
+
 def test_truncated_normal_noise_is_clipped_with_straight_through_gradient():
     torch.manual_seed(0)
     mean = torch.full((10_000, 2), 0.5, requires_grad=True)

@@ -13,6 +13,17 @@ def test_off_diagonal_mean():
     assert losses.off_diagonal_mean(m).item() == pytest.approx((2 + 3 + 4 + 6 + 7 + 8) / 6)
 
 
+def test_target_measure_takes_the_min_or_the_mean_of_the_heads():
+    F1 = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    F2 = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    B = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    # M1 = [[1, 1], [3, -3]]; M2 = [[2, 2], [1, -1]]
+    assert losses.target_measure(F1, F2, B).tolist() == [[1, 1], [1, -3]]
+    assert losses.target_measure(F1, F2, B, "mean").tolist() == [[1.5, 1.5], [2, -2]]
+    with pytest.raises(ValueError, match="unknown target heads 'max'.*'min', 'mean'"):
+        losses.target_measure(F1, F2, B, "max")
+
+
 def test_fb_measure_loss_by_hand():
     # N = 2, d = 2. M_j = F_j B_nextᵀ.
     F1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])

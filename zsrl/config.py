@@ -93,6 +93,9 @@ class ForwardActorConfig:
     # LayerNorm before each hidden ReLU of F's two heads. Not in the paper: a known stabiliser of
     # bootstrapped (TD) losses, for probing the measure's divergence on narrow data at book scale.
     forward_layernorm: bool = False
+    # Orthogonal weights and zero biases in every linear layer of F, B and the actor, as in
+    # controllable_agent and Meta Motivo (not in the paper's code, which keeps PyTorch's default).
+    orthogonal_init: bool = False
 
 
 @dataclass
@@ -101,6 +104,8 @@ class FBConfig(ForwardActorConfig):
 
     lr_fb: float = 1e-4  # Adam learning rate of F and B
     lr_b_coefficient: float = 1.0  # scales B's learning rate
+    # How the target measure combines F's two heads: "min" (the paper) or "mean" (Meta Motivo).
+    target_heads: str = "min"
     backward_hidden: int = 256
     backward_layers: int = 3
     conservative: ConservativeConfig = field(default_factory=ConservativeConfig)
@@ -264,6 +269,10 @@ class RunConfig:
                 f"method {self.method!r} takes an agent config of type {expected.__name__}, "
                 f"got {type(self.agent).__name__}"
             )
+        if isinstance(self.agent, FBConfig):
+            from zsrl.losses import TARGET_HEADS
+
+            _check_choice("target_heads", self.agent.target_heads, TARGET_HEADS)
         if self.method in CONSERVATIVE_METHODS:
             self.agent.conservative.sample_counts()
         domain = get_domain(self.domain)

@@ -29,15 +29,25 @@ def off_diagonal_mean(matrix: Tensor) -> Tensor:
     return (matrix.sum() - matrix.diagonal().sum()) / (n * (n - 1))
 
 
-def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor) -> Tensor:
+TARGET_HEADS = ("min", "mean")
+
+
+def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor, heads: str = "min") -> Tensor:
     """M̄[i,l] = min_j F̄_j(s'_i, a'_i, z_i)ᵀ B̄(s'_l), the pessimistic target measure (spec §1.4).
 
-    Book eq. (eq-fb-target), chapter "FB representations".
+    Book eq. (eq-fb-target), chapter "FB representations". ``heads="mean"`` averages the two heads
+    instead of taking their minimum, as Meta Motivo's FB does (its actor still takes the minimum):
+    the minimum of two noisy estimates is biased low entry by entry, and the bias compounds through
+    the bootstrapped measure.
 
     F1_next, F2_next: N x d target forward heads at (s', a' ~ π(s', z), z); B_next: N x d target B(s').
     """
     M1 = F1_next @ B_next.T  # N x N
     M2 = F2_next @ B_next.T  # N x N
+    if heads == "mean":
+        return 0.5 * (M1 + M2)  # N x N
+    if heads != "min":
+        raise ValueError(f"unknown target heads {heads!r}; valid choices: {list(TARGET_HEADS)}")
     return torch.minimum(M1, M2)  # N x N
 
 

@@ -23,7 +23,7 @@ from zsrl.data import Dataset
 from zsrl.envs import Task
 from zsrl.infer import infer_task_vectors
 from zsrl.losses import infer_z_from_rewards, normalise_to_sphere
-from zsrl.nets import Actor, BackwardNet, ForwardNet, truncated_normal_sample
+from zsrl.nets import Actor, BackwardNet, ForwardNet, orthogonal_init_, truncated_normal_sample
 
 # A task context: a tensor with one row per task, a tuple of such tensors, or None.
 Context = Any
@@ -102,6 +102,8 @@ class FBModel(PolicyModel):
         self.forward_net = ForwardNet(obs_dim, action_dim, cfg.z_dim, cfg)
         self.backward_net = BackwardNet(obs_dim, cfg.z_dim, cfg)
         self.actor = Actor(obs_dim, action_dim, cfg.z_dim, cfg)
+        if cfg.orthogonal_init:
+            orthogonal_init_(self)
 
     def task_contexts(
         self,

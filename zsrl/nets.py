@@ -34,6 +34,20 @@ def mlp(
     return nn.Sequential(*first, *body, *tail)
 
 
+def orthogonal_init_(module: nn.Module) -> nn.Module:
+    """Orthogonal weights (gain 1) and zero biases in every ``nn.Linear`` of ``module``, in place.
+
+    The initialisation of controllable_agent and Meta Motivo; PyTorch's default is uniform in
+    ±1/√fan_in with non-zero biases.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
 class ForwardNet(nn.Module):
     """F(s, a, z) → (F_1, F_2): obs-action and obs-z preprocessors, then two separate heads.
 

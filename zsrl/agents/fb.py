@@ -78,7 +78,8 @@ class FBAgent(Agent):
             next_mean = model.actor(batch.next_obs, z)  # N x A
             next_action = truncated_normal_sample(next_mean, cfg.actor_std, cfg.actor_std_clip)
             F1_next, F2_next = self.target_forward(batch.next_obs, next_action, z)  # N x d each
-            target_M = losses.target_measure(F1_next, F2_next, self.target_backward(batch.next_obs))
+            B_next_target = self.target_backward(batch.next_obs)  # N x d
+            target_M = losses.target_measure(F1_next, F2_next, B_next_target, cfg.target_heads)
         forward_net = model.forward_net
         h_sz = forward_net.embed_obs_z(batch.obs, z)  # N x P
         F1, F2 = forward_net.heads(forward_net.embed_obs_action(batch.obs, batch.action), h_sz)

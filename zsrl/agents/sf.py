@@ -34,7 +34,7 @@ from zsrl.data import Dataset
 from zsrl.envs import Task
 from zsrl.infer import infer_each_task
 from zsrl.model import PolicyModel
-from zsrl.nets import Actor, ForwardNet, mlp, truncated_normal_sample
+from zsrl.nets import Actor, ForwardNet, mlp, orthogonal_init_, truncated_normal_sample
 
 
 class SFContext(NamedTuple):
@@ -58,6 +58,8 @@ class SFModel(PolicyModel):
         )
         self.successor_net = ForwardNet(obs_dim, action_dim, cfg.z_dim, cfg)
         self.actor = Actor(obs_dim, action_dim, cfg.z_dim, cfg)
+        if cfg.orthogonal_init:
+            orthogonal_init_(self)
 
     # -------------------------------------------------------------- on standardised observations
     def phi(self, obs: Tensor) -> Tensor:
