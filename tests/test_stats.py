@@ -44,8 +44,13 @@ def test_iqm_matches_scipy_trim_mean_for_every_size():
 def test_mean_and_median_by_hand():
     scores = np.array([[1.0, 2.0], [3.0, 10.0]])
     assert mean(scores) == pytest.approx(4.0)
-    assert median(scores) == pytest.approx(2.5)  # middle of 1, 2, 3, 10
+    # rliable's median: the median over tasks of each task's mean over runs (2 and 6), not the
+    # median of the pooled scores 1, 2, 3, 10 (2.5)
+    assert median(scores) == pytest.approx(4.0)
     assert median(np.array([[5.0, 1.0, 3.0]])) == pytest.approx(3.0)
+    assert median(np.array([[0.0, 100.0], [90.0, 0.0], [95.0, 10.0]])) == pytest.approx(
+        49.1667, abs=1e-3
+    )
 
 
 def test_optimality_gap_counts_only_shortfalls():
@@ -285,7 +290,7 @@ def test_summary_reports_every_aggregate_with_its_interval():
         assert set(s["aggregates"]) == {"iqm", "mean", "median", "optimality_gap"}
         assert s["aggregates"]["iqm"] == {"point": s["iqm"], "ci95": s["ci95"]}
         assert s["aggregates"]["mean"]["point"] == pytest.approx(scores.mean())
-        assert s["aggregates"]["median"]["point"] == pytest.approx(np.median(scores))
+        assert s["aggregates"]["median"]["point"] == pytest.approx(np.median(scores.mean(0)))
         gap = s["aggregates"]["optimality_gap"]
         assert gap["point"] == pytest.approx(np.maximum(1000.0 - scores, 0).mean())
         assert gap["ci95"][0] <= gap["point"] <= gap["ci95"][1]
@@ -384,3 +389,35 @@ def test_iqm_normalised_to_a_reference_method():
     assert normalised["normalised"]["methods"]["FB"]["point"] == pytest.approx(15000.0)
     with pytest.raises(ValueError, match="valid: \\['CQL', 'FB'\\]"):
         compare_methods({"CQL": low, "FB": high}, reps=50, normalise_to="TD3")
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (5, 7), (10, 1)])
+def test_aggregates_and_intervals_equal_rliables(shape):
+    """Point estimates equal rliable 1.2.0's on the same arrays (ties included), and the percentile
+    intervals of its stratified bootstrap agree within bootstrap noise."""
+    from rliable import library as rly
+    from rliable import metrics as rly_metrics
+
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(0, 6, size=shape) * 150.0  # coarse values: ties within and across methods
+    y = rng.normal(400, 250, size=shape)
+    for scores in (x, y):
+        assert iqm(scores) == pytest.approx(rly_metrics.aggregate_iqm(scores))
+        assert mean(scores) == pytest.approx(rly_metrics.aggregate_mean(scores))
+        assert median(scores) == pytest.approx(rly_metrics.aggregate_median(scores))
+        gap = rly_metrics.aggregate_optimality_gap(scores, 1000.0)
+        assert optimality_gap(scores, 1000.0) == pytest.approx(gap)
+    if shape[0] > 1:  # scipy's Mann-Whitney U needs more than one run
+        assert probability_of_improvement(x, y) == pytest.approx(
+            rly_metrics.probability_of_improvement(x, y)
+        )
+    theirs_fn = lambda s: np.array(  # noqa: E731
+        [rly_metrics.aggregate_iqm(s), rly_metrics.aggregate_median(s)]
+    )
+    _, theirs = rly.get_interval_estimates({"y": y}, theirs_fn, reps=4_000)
+    ours = aggregate_with_ci(y, metrics=("iqm", "median"), reps=4_000, seed=1)
+    for k, metric in enumerate(("iqm", "median")):
+        low, high = ours[metric][1:]
+        width = high - low
+        assert abs(low - theirs["y"][0, k]) < 0.1 * width + 1e-9, metric
+        assert abs(high - theirs["y"][1, k]) < 0.1 * width + 1e-9, metric

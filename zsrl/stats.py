@@ -1,10 +1,12 @@
 """Evaluation statistics in the style of rliable (Agarwal et al. 2021), written from the definitions.
 
-Scores are arrays of runs x tasks (runs = seeds). The aggregate metrics (IQM, mean, median, optimality
-gap) pool every run of every task; their intervals come from a stratified bootstrap that resamples the
-runs with replacement independently within each task, so every replicate keeps every task. Performance
-profiles give the fraction of runs x tasks above each score threshold, and the probability of
-improvement compares two methods task by task. Report the interval, not only the point.
+Scores are arrays of runs x tasks (runs = seeds). The aggregate metrics are rliable's: the IQM, the
+mean and the optimality gap pool every run of every task, and the median is the median over tasks of
+each task's mean over runs (rliable's ``aggregate_median``, the paper's Table 8). Their intervals
+come from a stratified bootstrap that resamples the runs with replacement independently within each
+task, so every replicate keeps every task. Performance profiles give the fraction of runs x tasks
+above each score threshold, and the probability of improvement compares two methods task by task.
+Report the interval, not only the point.
 
 The bootstrap is vectorised: one draw of a reps x runs x tasks index array, then every metric is
 computed on all replicates at once (sorting for the IQM and the median, run multiplicities and a
@@ -61,26 +63,35 @@ def _check_bootstrap(reps: int, confidence: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Metrics on rows: each takes a reps x n array (n pooled scores per replicate) and returns reps values.
-# The public metrics call them on a single row, so point estimates and replicates share one formula.
+# Metrics on replicates: each takes a reps x runs x tasks array and returns reps values. The public
+# metrics call them on a single replicate, so point estimates and replicates share one formula.
 
 
 def _iqm_rows(rows: np.ndarray) -> np.ndarray:
-    n = rows.shape[-1]
+    pooled = rows.reshape(len(rows), -1)  # reps x runs·tasks
+    n = pooled.shape[-1]
     cut = n // 4  # = int(0.25 * n), as scipy.stats.trim_mean(rows, 0.25) cuts
-    return np.sort(rows, axis=-1)[:, cut : n - cut].mean(axis=-1)  # reps
+    return np.sort(pooled, axis=-1)[:, cut : n - cut].mean(axis=-1)  # reps
 
 
 def _mean_rows(rows: np.ndarray) -> np.ndarray:
-    return rows.mean(axis=-1)  # reps
+    return rows.reshape(len(rows), -1).mean(axis=-1)  # reps
 
 
 def _median_rows(rows: np.ndarray) -> np.ndarray:
-    return np.median(rows, axis=-1)  # reps
+    return np.median(rows.mean(axis=1), axis=-1)  # reps: median over tasks of the runs' mean
 
 
 def _optimality_gap_rows(rows: np.ndarray, threshold: float) -> np.ndarray:
-    return np.maximum(threshold - rows, 0.0).mean(axis=-1)  # reps
+    return np.maximum(threshold - rows.reshape(len(rows), -1), 0.0).mean(axis=-1)  # reps
+
+
+def _one_replicate(scores: Any) -> np.ndarray:
+    """Scores as a 1 x runs x tasks array; a 1-D array is one run of several tasks."""
+    scores = _as_scores(scores)
+    if scores.ndim > 2:
+        raise ValueError(f"scores must be runs x tasks (or 1-D), got shape {scores.shape}")
+    return scores.reshape(1, -1, scores.shape[-1]) if scores.ndim else scores.reshape(1, 1, 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -94,17 +105,22 @@ def iqm(scores: np.ndarray) -> float:
     25 %-trimmed mean, ``scipy.stats.trim_mean(scores, 0.25)``). Unlike the mean it ignores outlying
     runs; unlike the median it uses half of the data, so its interval is narrower.
     """
-    return float(_iqm_rows(_as_scores(scores).reshape(1, -1))[0])
+    return float(_iqm_rows(_one_replicate(scores))[0])
 
 
 def mean(scores: np.ndarray) -> float:
     """Mean of all entries. Sensitive to a few outlying runs or tasks, which is why IQM is preferred."""
-    return float(_mean_rows(_as_scores(scores).reshape(1, -1))[0])
+    return float(_mean_rows(_one_replicate(scores))[0])
 
 
 def median(scores: np.ndarray) -> float:
-    """Median of all entries (the mean of the two middle ones when their number is even)."""
-    return float(_median_rows(_as_scores(scores).reshape(1, -1))[0])
+    """Median over tasks of each task's mean over runs, rliable's ``aggregate_median``.
+
+    Not the median of the pooled runs x tasks scores: with runs [[0, 100], [90, 0], [95, 10]] the
+    task means are 61.7 and 36.7 and the median is their mean, 49.2, where the pooled median is 50.
+    A 1-D array is one run of several tasks.
+    """
+    return float(_median_rows(_one_replicate(scores))[0])
 
 
 def optimality_gap(scores: np.ndarray, threshold: float) -> float:
@@ -114,7 +130,7 @@ def optimality_gap(scores: np.ndarray, threshold: float) -> float:
     Scores above it count as zero shortfall, so a method gains nothing from exceeding the target on
     some tasks and is charged for every shortfall. Lower is better.
     """
-    return float(_optimality_gap_rows(_as_scores(scores).reshape(1, -1), float(threshold))[0])
+    return float(_optimality_gap_rows(_one_replicate(scores), float(threshold))[0])
 
 
 _ROWS: dict[Callable[..., float], Callable[[np.ndarray], np.ndarray]] = {
@@ -178,7 +194,7 @@ def stratified_bootstrap_ci(
     resampled = _resample(scores, index)  # reps x runs x tasks
     rows = _ROWS.get(statistic)
     if rows is not None:
-        replicates = rows(resampled.reshape(reps, -1))  # reps
+        replicates = rows(resampled)  # reps
     else:
         replicates = np.array([statistic(r) for r in resampled])  # reps
     low, high = _percentile_interval(replicates, confidence)
@@ -215,10 +231,10 @@ def aggregate_with_ci(
     }
     runs, tasks = scores.shape
     index = _bootstrap_index(np.random.default_rng(seed), runs, tasks, reps)
-    resampled = _resample(scores, index).reshape(reps, -1)  # reps x runs·tasks
+    resampled = _resample(scores, index)  # reps x runs x tasks
     out = {}
     for metric in metrics:
-        point = rows_of[metric](scores.reshape(1, -1))[0]
+        point = rows_of[metric](scores[None])[0]
         low, high = _percentile_interval(rows_of[metric](resampled), confidence)
         out[metric] = (float(point), float(low), float(high))
     return out
