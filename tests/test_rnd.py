@@ -211,8 +211,11 @@ def test_plot_coverage_writes_a_png(tmp_path, quick):
 
 def test_cache_names_encode_scale_episodes_and_seed():
     book = default_spec("point_mass_maze", "rnd")
-    assert book.scale == "book" and book.episodes * book.episode_steps == 100_000
-    assert book.name == "point_mass_maze__rnd-book__100x1000__seed0"
+    assert book.scale == "book" and book.episodes * book.episode_steps == 1_000_000
+    assert book.name == "point_mass_maze__rnd-book__1000x1000__seed0"
+    short = default_spec("point_mass_maze", "rnd-short")
+    assert short.scale == "book" and short.episodes * short.episode_steps == 100_000
+    assert short.name == "point_mass_maze__rnd-short-book__100x1000__seed0"
     other = default_spec("point_mass_maze", "rnd", episodes=7, seed=2, scale="quick")
     assert other.name == "point_mass_maze__rnd-quick__7x1000__seed2"
     # the open-loop collectors keep their names
@@ -235,3 +238,47 @@ def test_bad_collector_and_scale_names_are_clear_errors(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "'huge'" in err and "book" in err and "quick" in err
     assert not list(tmp_path.iterdir())  # nothing collected
+
+
+def test_an_interrupted_long_exploration_resumes_to_the_same_bytes(tmp_path, monkeypatch):
+    """Killed after its second wave (the agent already learning), a run started again from the
+    checkpoint ends bitwise where an uninterrupted run ends; the checkpoint loads without pickles."""
+    from zsrl.data import rnd
+
+    cfg = rnd.LONG_SCALES["quick"]  # waves of 4 episodes: 12 episodes are three waves
+    args = (DOMAIN, 12, 200, 5, cfg)
+    whole, whole_agent = explore(*args, progress=False)
+
+    checkpoint = tmp_path / "run.partial.pt"
+    save, saves = rnd._save_progress, []
+
+    def save_then_die(path, identity, state):
+        save(path, identity, state)
+        saves.append(state.next_episode)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # a kill right after the second checkpoint
+
+    monkeypatch.setattr(rnd, "_save_progress", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        explore(*args, progress=False, checkpoint=checkpoint)
+    assert saves == [4, 8] and checkpoint.exists()
+    assert torch.load(checkpoint, weights_only=True)["seen"] == 8 * 200
+    resumed, resumed_agent = explore(*args, progress=False, checkpoint=checkpoint)
+    assert saves == [4, 8]  # the resumed run only ran the last wave, which writes no checkpoint
+    for name in ("action", "physics", "next_physics", "observation"):
+        assert np.array_equal(getattr(whole, name), getattr(resumed, name)), name
+    for a, b in zip(whole_agent.actor.parameters(), resumed_agent.actor.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # a checkpoint of another exploration is refused, naming the file
+    with pytest.raises(ValueError, match="run.partial.pt belongs to another exploration"):
+        explore(DOMAIN, 12, 200, 6, cfg, progress=False, checkpoint=checkpoint)
+
+
+def test_the_cache_removes_the_checkpoint_once_the_dataset_is_saved(tmp_path):
+    spec = CollectorSpec("point_mass_maze", "rnd", 8, 50, seed=1, scale="quick")
+    dataset = load_or_collect(spec, root=tmp_path, progress=False)
+    assert len(dataset) == 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{spec.name}.npz",
+        f"{spec.name}.npz.sha256",
+    ]

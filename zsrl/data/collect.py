@@ -7,11 +7,17 @@ simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one `
 - ``uniform-reset``: short episodes (10 steps) from states drawn uniformly over the free space
   (positions and velocities), a cheap dataset that covers the whole state space.
 
-The third is closed-loop:
+The other two are closed-loop: episodes from the start distribution, acted by an online agent
+exploring with a random network distillation reward (:mod:`zsrl.data.rnd`), like ExORL's RND:
 
-- ``rnd``: episodes from the start distribution, acted by an online agent exploring with a random
-  network distillation reward (:mod:`zsrl.data.rnd`), like ExORL's RND (spec §6.1). Its
-  hyperparameters come in named scales (``book``, the default, and ``quick`` for tests).
+- ``rnd``: the paper's way. One long exploration (1M transitions at the ``book`` scale; ExORL's runs
+  are about 10M), collected once, resumably, and cached; the paper's RND-100k (and 1k, 10k) are
+  uniform subsamples of it with their own fixed seed (``data.n_transitions``, ``data.subsample_seed``);
+- ``rnd-short``: the whole of a short exploration (100k transitions), the project's first RND data.
+  Most of it stays in the start room, so it is not the paper's RND-100k; kept for the results made
+  with it before (those records name it ``rnd``, see the changelog).
+
+Both take their hyperparameters from named scales (``book``, the default, and ``quick`` for tests).
 """
 
 from __future__ import annotations
@@ -53,17 +59,18 @@ class CollectorSpec:
 
 
 StartFn = Callable[[Domain, np.random.Generator, int], np.ndarray]
-CollectFn = Callable[[CollectorSpec, bool], Dataset]
+CollectFn = Callable[..., Dataset]  # (spec, progress[, checkpoint]) -> dataset
 
 
 @dataclass(frozen=True)
 class Collector:
     """A named recipe for a dataset."""
 
-    collect: CollectFn  # (spec, progress) -> dataset
+    collect: CollectFn  # (spec, progress) -> dataset; resumable ones also take a checkpoint path
     episodes: int  # default number of episodes (of the default scale, when there are scales)
     episode_steps: int | None = None  # None: the domain's episode length
     scales: Mapping[str, rnd.RNDConfig] = field(default_factory=dict)  # first: the default
+    resumable: bool = False  # keeps its progress in a checkpoint file and continues from it
 
 
 def _collect_open_loop(
@@ -108,18 +115,23 @@ def _collect_open_loop(
     )
 
 
-def _collect_rnd(spec: CollectorSpec, progress: bool = True) -> Dataset:
-    """Explore with the RND agent at ``spec.scale`` (spec §6.1)."""
+def _collect_rnd(
+    scales: Mapping[str, rnd.RNDConfig],
+    spec: CollectorSpec,
+    progress: bool = True,
+    checkpoint: Path | None = None,
+) -> Dataset:
+    """Explore with the RND agent at ``spec.scale`` of ``scales``, resumably with ``checkpoint``."""
     assert spec.scale is not None  # checked by collect()
-    cfg = rnd.get_scale(spec.scale)
     dataset, _ = rnd.explore(
         get_domain(spec.domain),
         spec.episodes,
         spec.episode_steps,
         spec.seed,
-        cfg,
+        scales[spec.scale],
         progress=progress,
         desc=f"collect {spec.name}",
+        checkpoint=checkpoint,
     )
     return dataset.with_meta(spec=asdict(spec), name=spec.name)
 
@@ -133,7 +145,15 @@ COLLECTORS: dict[str, Collector] = {
         10_000,
         10,
     ),
-    "rnd": Collector(_collect_rnd, rnd.SCALES["book"].episodes, scales=rnd.SCALES),
+    "rnd": Collector(
+        partial(_collect_rnd, rnd.LONG_SCALES),
+        rnd.LONG_SCALES["book"].episodes,
+        scales=rnd.LONG_SCALES,
+        resumable=True,
+    ),
+    "rnd-short": Collector(
+        partial(_collect_rnd, rnd.SCALES), rnd.SCALES["book"].episodes, scales=rnd.SCALES
+    ),
 }
 
 
@@ -192,14 +212,20 @@ def _state_index(model: mujoco.MjModel, signature: int) -> np.ndarray:
     return out.astype(np.int64)
 
 
-def collect(spec: CollectorSpec, progress: bool = True) -> Dataset:
-    """Make the dataset of ``spec`` with its collector (no caching: see :func:`load_or_collect`)."""
+def collect(spec: CollectorSpec, progress: bool = True, checkpoint: Path | None = None) -> Dataset:
+    """Make the dataset of ``spec`` with its collector (no caching: see :func:`load_or_collect`).
+
+    A resumable collector keeps its progress in ``checkpoint`` and continues from it; the others
+    ignore it.
+    """
     recipe = get_collector(spec.collector)
     _check_scale(spec.collector, spec.scale)
     if recipe.scales and spec.scale is None:
         raise ValueError(
             f"dataset {spec.collector!r} needs a scale; valid scales: {list(recipe.scales)}"
         )
+    if recipe.resumable:
+        return recipe.collect(spec, progress, checkpoint)
     return recipe.collect(spec, progress)
 
 
@@ -214,13 +240,20 @@ def load_or_collect(
     """The cached dataset for ``spec``, collected (and checksummed) when missing or on request.
 
     A cached file that fails its checksum is an error, not silently replaced: pass ``regenerate``.
+    A resumable collector (``rnd``) keeps its progress beside the file (``NAME.partial.pt``): an
+    interrupted collection continues where it stopped, and the file goes once the dataset is saved.
     """
     path = (root or data_dir()) / f"{spec.name}.npz"
+    partial_path = path.with_name(f"{spec.name}.partial.pt")
     if path.exists() and not regenerate:
         if not checksum_path(path).exists():
             raise DatasetError(f"dataset file {path} has no checksum file; regenerate it")
         dataset = Dataset.load(path)
     else:
-        dataset = collect(spec, progress=progress)
+        if regenerate:
+            partial_path.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dataset = collect(spec, progress=progress, checkpoint=partial_path)
         dataset.save(path)
+        partial_path.unlink(missing_ok=True)
     return dataset.with_meta(path=str(path), sha256=checksum_path(path).read_text().split()[0])

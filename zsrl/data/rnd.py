@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ from tqdm import tqdm
 
 from zsrl.data.dataset import Dataset
 from zsrl.envs import BatchSim, Domain
+from zsrl.io import atomic_write_bytes
 from zsrl.nets import mlp
 
 
@@ -76,6 +80,17 @@ SCALES: dict[str, RNDConfig] = {
         hidden=64,
         rnd_dim=16,
     ),
+}
+
+
+# The paper's way (spec §6.1): one long exploration, of which the 100k datasets are uniform subsamples.
+# ExORL explores for about 10M steps with one environment; on one CPU core this run makes 1M
+# transitions in waves of 50 environments, each wave a checkpoint. Five gradient steps per vector
+# step is one update per 10 transitions: per transition it learns less than ``book`` (one per 2),
+# but it sees ten times the data, in as many updates as ``book`` makes in 200k transitions.
+LONG_SCALES: dict[str, RNDConfig] = {
+    "book": RNDConfig(episodes=1_000, envs=50, buffer_size=1_000_000),
+    "quick": SCALES["quick"],
 }
 
 
@@ -244,16 +259,23 @@ def explore(
     cfg: RNDConfig,
     progress: bool = True,
     desc: str = "rnd",
+    checkpoint: Path | None = None,
 ) -> tuple[Dataset, RNDAgent]:
     """Run the RND agent for ``episodes`` episodes; return its transitions and the trained agent.
 
     Deterministic for a seed and a config: numpy draws starts, random actions, noise and replay
     indices from one generator, and torch (initialisation, target noise) runs in a forked RNG seeded
     the same way, on ``cfg.threads`` threads.
+
+    With ``checkpoint``, the whole state (agent, optimisers, replay, statistics, both RNGs and the
+    episodes so far) is written there atomically after every wave of ``cfg.envs`` episodes, and a run
+    that finds a checkpoint of the same exploration continues from it: an interrupted long run loses
+    at most one wave, and its result is bitwise the uninterrupted one. The caller removes the file
+    once the dataset is safely written (:func:`zsrl.data.load_or_collect` does).
     """
     with torch_threads(cfg.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _explore(domain, episodes, episode_steps, seed, cfg, progress, desc)
+        return _explore(domain, episodes, episode_steps, seed, cfg, progress, desc, checkpoint)
 
 
 @contextlib.contextmanager
@@ -270,6 +292,90 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclass
+class _Progress:
+    """Everything an exploration carries from one wave of episodes to the next."""
+
+    rng: np.random.Generator
+    agent: RNDAgent
+    replay: Replay
+    physics: np.ndarray  # episodes x (steps + 1) x P
+    actions: np.ndarray  # episodes x steps x A
+    next_episode: int = 0
+    seen: int = 0  # transitions so far
+    vector_steps: int = 0
+
+
+def _networks(agent: RNDAgent) -> dict[str, nn.Module | torch.optim.Optimizer]:
+    names = ("actor", "critics", "actor_target", "critics_target", "rnd_target", "predictor")
+    optimisers = ("actor_opt", "critic_opt", "predictor_opt")
+    return {name: getattr(agent, name) for name in names + optimisers}
+
+
+def _save_progress(path: Path, identity: dict, state: _Progress) -> None:
+    """Write the exploration's state atomically (a dict of tensors and numbers; no pickled objects)."""
+    done = state.next_episode
+    agent, replay = state.agent, state.replay
+    moments = {
+        name: {
+            "mean": torch.from_numpy(np.asarray(m.mean)),
+            "var": torch.from_numpy(np.asarray(m.var)),
+            "count": float(m.count),
+        }
+        for name, m in (("obs", agent.obs_moments), ("reward", agent.reward_moments))
+    }
+    payload = {
+        "identity": identity,
+        "next_episode": done,
+        "seen": state.seen,
+        "vector_steps": state.vector_steps,
+        "physics": torch.from_numpy(state.physics[:done].copy()),
+        "actions": torch.from_numpy(state.actions[:done].copy()),
+        "networks": {name: net.state_dict() for name, net in _networks(agent).items()},
+        "moments": moments,
+        "replay": {
+            "obs": torch.from_numpy(replay.obs),
+            "action": torch.from_numpy(replay.action),
+            "next_obs": torch.from_numpy(replay.next_obs),
+            "size": replay.size,
+            "cursor": replay.cursor,
+        },
+        # PCG64's 128-bit integers as strings: the weights-only loader needs no arbitrary pickles
+        "numpy_rng": json.dumps(state.rng.bit_generator.state),
+        "torch_rng": torch.get_rng_state(),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_progress(path: Path, identity: dict, state: _Progress) -> None:
+    """Restore ``state`` in place from a checkpoint of the same exploration, or raise naming the file."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload["identity"] != identity:
+        raise ValueError(
+            f"exploration checkpoint {path} belongs to another exploration "
+            f"({payload['identity']}, not {identity}); remove it to start afresh"
+        )
+    done = payload["next_episode"]
+    state.next_episode, state.seen = done, payload["seen"]
+    state.vector_steps = payload["vector_steps"]
+    state.physics[:done] = payload["physics"].numpy()
+    state.actions[:done] = payload["actions"].numpy()
+    for name, net in _networks(state.agent).items():
+        net.load_state_dict(payload["networks"][name])
+    for name, m in (("obs", state.agent.obs_moments), ("reward", state.agent.reward_moments)):
+        saved = payload["moments"][name]
+        m.mean, m.var, m.count = saved["mean"].numpy(), saved["var"].numpy(), saved["count"]
+    replay = payload["replay"]
+    state.replay.obs[:] = replay["obs"].numpy()
+    state.replay.action[:] = replay["action"].numpy()
+    state.replay.next_obs[:] = replay["next_obs"].numpy()
+    state.replay.size, state.replay.cursor = replay["size"], replay["cursor"]
+    state.rng.bit_generator.state = json.loads(payload["numpy_rng"])
+    torch.set_rng_state(payload["torch_rng"])
+
+
 def _explore(
     domain: Domain,
     episodes: int,
@@ -278,27 +384,39 @@ def _explore(
     cfg: RNDConfig,
     progress: bool,
     desc: str,
+    checkpoint: Path | None = None,
 ) -> tuple[Dataset, RNDAgent]:
-    rng = np.random.default_rng(seed)
     E, T, A = episodes, episode_steps, domain.action_dim
     agent = RNDAgent(domain.obs_dim, A, cfg)
-    replay = Replay(min(cfg.buffer_size, E * T), domain.obs_dim, A)
-    physics: np.ndarray | None = None  # episodes x (steps + 1) x P, allocated on the first wave
-    actions = np.empty((E, T, A), np.float32)  # episodes x steps x action
-    seen = vector_steps = 0
-    bar = tqdm(total=E * T, desc=desc, unit="step", disable=not progress)
-    for lo in range(0, E, cfg.envs):
+    P = BatchSim(domain, 0).state_size
+    state = _Progress(
+        rng=np.random.default_rng(seed),
+        agent=agent,
+        replay=Replay(min(cfg.buffer_size, E * T), domain.obs_dim, A),
+        physics=np.empty((E, T + 1, P)),
+        actions=np.empty((E, T, A), np.float32),
+    )
+    identity = {
+        "domain": domain.name,
+        "episodes": E,
+        "episode_steps": T,
+        "seed": seed,
+        **asdict(cfg),
+    }
+    if checkpoint is not None and Path(checkpoint).exists():
+        _load_progress(Path(checkpoint), identity, state)
+    rng, replay, physics, actions = state.rng, state.replay, state.physics, state.actions
+    bar = tqdm(total=E * T, initial=state.seen, desc=desc, unit="step", disable=not progress)
+    for lo in range(state.next_episode, E, cfg.envs):
         hi = min(lo + cfg.envs, E)
         sim = BatchSim(domain, hi - lo)
         sim.set_states(domain.sample_start(rng, hi - lo))
-        if physics is None:
-            physics = np.empty((E, T + 1, sim.state_size))
         physics[lo:hi, 0] = sim.states()
         obs = domain.observe(physics[lo:hi, 0])  # n x O
         agent.obs_moments.update(obs)
         behaviour = Exploration(cfg, hi - lo, A, rng)
         for t in range(T):
-            if seen < cfg.random_steps:
+            if state.seen < cfg.random_steps:
                 action = rng.uniform(-1.0, 1.0, size=(hi - lo, A))  # n x A
             else:
                 action = behaviour(agent.act(obs))  # n x A
@@ -308,14 +426,20 @@ def _explore(
             next_obs = domain.observe(physics[lo:hi, t + 1])  # n x O
             replay.add(obs, action, next_obs)
             agent.obs_moments.update(next_obs)
-            obs, seen, vector_steps = next_obs, seen + hi - lo, vector_steps + 1
-            if seen >= cfg.random_steps and vector_steps % cfg.update_every == 0:
+            obs, state.seen, state.vector_steps = (
+                next_obs,
+                state.seen + hi - lo,
+                state.vector_steps + 1,
+            )
+            if state.seen >= cfg.random_steps and state.vector_steps % cfg.update_every == 0:
                 for _ in range(cfg.updates):
                     agent.update(*replay.sample(rng, cfg.batch_size))
             bar.update(hi - lo)
         bar.set_postfix(novelty=f"{agent.intrinsic_reward(obs).mean():.3g}")
+        state.next_episode = hi
+        if checkpoint is not None and hi < E:
+            _save_progress(Path(checkpoint), identity, state)
     bar.close()
-    assert physics is not None
     flat_physics = physics[:, :-1].reshape(E * T, -1)
     flat_next = physics[:, 1:].reshape(E * T, -1)
     dataset = Dataset(
