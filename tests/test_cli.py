@@ -34,7 +34,7 @@ def run_main(argv, capsys):
 
 
 def test_help_runs():
-    for args in ([], ["train"], ["collect"], ["eval"]):
+    for args in ([], ["train"], ["collect"], ["eval"], ["sweep"]):
         result = subprocess.run(
             [sys.executable, "-m", "zsrl", *args, "--help"],
             capture_output=True,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m zsrl collect|train|eval|summarize``.
+"""Command line: ``python -m zsrl collect|train|eval|sweep|summarize``.
 
 Every choice (method, domain, task, dataset, scale, filter) is checked against its registry, and a bad
 value is an error that names it and lists the valid ones.
@@ -75,6 +75,25 @@ def _parser() -> argparse.ArgumentParser:
         choices=["last", "best"],
         help="the latest checkpoint or the weights of the best evaluation",
     )
+
+    sw = sub.add_parser(
+        "sweep",
+        help="run every cell of a grid file (skips finished cells, resumes interrupted ones)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sw.add_argument("grid", type=Path, help="grid file (TOML): see zsrl/sweep.py or results/grids/")
+    sw.add_argument("--backend", default="local", choices=["local", "ray"])
+    sw.add_argument("--workers", type=int, default=2, help="local processes, one torch thread each")
+    sw.add_argument(
+        "--address", default=None, help="ray: a cluster's address (e.g. auto); none starts Ray here"
+    )
+    sw.add_argument("--out-root", type=Path, default=None, help="default: runs/<grid file name>")
+    sw.add_argument("--results", type=Path, default=None, help="copy records and metrics here")
+    sw.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
+    sw.add_argument(
+        "--status", action="store_true", help="list the cells and their state; run none"
+    )
+    sw.add_argument("--no-progress", action="store_true")
 
     summary = sub.add_parser("summarize", help="IQM with a 95%% interval over runs (seeds)")
     summary.add_argument("runs", type=Path, nargs="+", help="run directories or record files")
@@ -161,6 +180,41 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print("    " + "  ".join(f"{k} {v:.4g}" for k, v in probe.items()))
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from zsrl.sweep import grid_status, load_grid, sweep
+
+    grid = load_grid(args.grid)
+    out_root = args.out_root or Path("runs") / args.grid.stem
+    status = grid_status(grid, out_root)
+    print(
+        f"{args.grid}: {len(grid)} cells in {out_root}: {len(status.done)} done, "
+        f"{len(status.partial)} to resume, {len(status.todo)} to start"
+    )
+    if args.status:
+        for state in ("done", "partial", "todo"):
+            for name in getattr(status, state):
+                print(f"  {state:8s} {name}")
+        return 0
+    results = sweep(
+        grid,
+        out_root,
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        data_root=args.data_dir,
+        results=args.results,
+        progress=not args.no_progress,
+    )
+    for r in results:
+        scores = "" if r.best is None else f"best {r.best:7.1f}  last {r.last:7.1f}"
+        print(f"  {r.status:8s} {r.run_name:48s} {scores}{r.error}")
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        print(f"error: {len(failed)} of {len(results)} cells failed", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace) -> None:
     from zsrl.results import format_summary, load_records, summarise, write_summary
 
@@ -194,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             "train": cmd_train,
             "eval": cmd_eval,
             "summarize": cmd_summarize,
+            "sweep": cmd_sweep,
         }
-        commands[args.command](args)
+        code = commands[args.command](args)
     except (
         ValueError,
         FileNotFoundError,
@@ -205,4 +260,4 @@ def main(argv: list[str] | None = None) -> int:
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
