@@ -1,9 +1,11 @@
 """Maze coverage of named datasets: side-by-side heat maps and the share of free cells visited.
 
-    python scripts/coverage.py random uniform-reset rnd --tasks all --out results/datasets/coverage.png
+    python scripts/coverage.py random uniform-reset rnd-short rnd:100000 rnd --tasks all \
+        --out results/datasets/maze_coverage.png
 
-Each argument is a collector name (its default maze dataset, loaded from the cache or collected) or a
-path to a dataset ``.npz``. The fractions are printed, and with ``--out`` written beside the figure as
+Each argument is a collector name (its default maze dataset, loaded from the cache or collected),
+``NAME:N`` for a uniform subsample of N transitions of it (the training runs' ``--n-transitions N``,
+with the same subsample seed, 42), or a path to a dataset ``.npz``. The fractions are printed, and with ``--out`` written beside the figure as
 JSON together with the command, the dataset names and their checksums. ``--tasks`` adds, per task,
 the share of transitions that earn at least a tenth of its top reward: the data a single-task
 method (CQL) learns that task from.
@@ -16,6 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from zsrl.config import DataConfig
 from zsrl.data import Dataset, collector_names, default_spec, load_or_collect
 from zsrl.data.coverage import plot_coverage, rewarded_fraction, visited_fraction
 from zsrl.envs import get_domain
@@ -23,9 +26,14 @@ from zsrl.io import atomic_write_json
 
 
 def load(name: str, data_dir: Path | None) -> Dataset:
-    """A dataset from a collector name (default maze spec) or from a file path."""
+    """A dataset from a collector name (default maze spec), ``NAME:N`` or a file path."""
     if name.endswith(".npz"):
         return Dataset.load(Path(name))
+    if ":" in name:
+        collector, n = name.split(":", 1)
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"subsample size {n!r} in {name!r} must be a positive integer")
+        return load(collector, data_dir).subsample(int(n), DataConfig().subsample_seed)
     if name not in collector_names():
         raise ValueError(
             f"unknown dataset {name!r}; give a .npz path or one of {collector_names()}"

@@ -201,6 +201,14 @@ def test_coverage_script_writes_a_figure_and_numbers(tmp_path, quick):
     assert out.stat().st_size > 1000
     assert script.main(["rdn"]) == 2
     assert script.main([str(path), "--tasks", "reach_middle"]) == 2
+    # NAME:N is the runs' --n-transitions N subsample (seed 42)
+    argv = [f"{path}:1000", "--bins", "20", "--out", str(out)]
+    assert script.main(argv) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    sub = quick.subsample(1000, 42)
+    assert record["visited_fraction"][f"{path}:1000"] == pytest.approx(visited_fraction(sub, 20))
+    assert record["datasets"][f"{path}:1000"]["transitions"] == 1000
+    assert script.main([f"{path}:0"]) == 2 and script.main([f"{path}:x"]) == 2
 
 
 def test_plot_coverage_writes_a_png(tmp_path, quick):
