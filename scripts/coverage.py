@@ -5,8 +5,9 @@
 
 Each argument is a collector name (its default maze dataset, loaded from the cache or collected),
 ``NAME:N`` for a uniform subsample of N transitions of it (the training runs' ``--n-transitions N``,
-with the same subsample seed, 42), or a path to a dataset ``.npz``. The fractions are printed, and with ``--out`` written beside the figure as
-JSON together with the command, the dataset names and their checksums. ``--tasks`` adds, per task,
+with the same subsample seed, 42), or a path to a dataset ``.npz``. The fractions are printed, and
+with ``--out`` written beside the figure as JSON together with the command, the dataset names and
+their checksums. ``--tasks`` adds, per task,
 the share of transitions that earn at least a tenth of its top reward: the data a single-task
 method (CQL) learns that task from.
 """
