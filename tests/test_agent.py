@@ -88,6 +88,27 @@ def test_orthogonal_init_gives_orthonormal_weights_and_zero_biases(cls_name):
     )
 
 
+def test_awr_actor_imitates_the_data_and_logs_the_policy_value(one_thread):
+    cfg = preset("fb", "point_mass_maze", "quick").agent
+    cfg.actor_objective = "awr"
+    cfg.lr_actor = 1e-3
+    agent = make_agent(cfg=cfg)
+    batch = random_batch(64)
+    target = torch.tensor([0.6, -0.4])
+    batch = batch._replace(action=target.expand(64, 2).clone())
+    for _ in range(300):
+        metrics = agent.update(batch)
+    z = torch.randn(64, cfg.z_dim)
+    mean = agent.model.act(batch.obs, z)
+    assert torch.allclose(mean, target.expand_as(mean), atol=0.05)
+    assert set(metrics) >= {"actor_loss", "actor_q"} and metrics["actor_q"].ndim == 0
+    cfg.actor_objective = "greedy"
+    run = preset("fb", "point_mass_maze", "quick")
+    run.agent = cfg
+    with pytest.raises(ValueError, match="unknown actor_objective 'greedy'.*'awr', 'max_q'"):
+        run.validate()
+
+
 def test_truncated_normal_noise_is_clipped_with_straight_through_gradient():
     torch.manual_seed(0)
     mean = torch.full((10_000, 2), 0.5, requires_grad=True)

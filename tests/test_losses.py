@@ -24,6 +24,26 @@ def test_target_measure_takes_the_min_or_the_mean_of_the_heads():
         losses.target_measure(F1, F2, B, "max")
 
 
+def test_advantage_weighted_actor_loss_by_hand():
+    mean = torch.zeros(3, 2, requires_grad=True)
+    data = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    advantage = torch.tensor([1.0, -1.0, 0.0])  # std 1: scaled advantages are A / β
+    w = 3 * torch.softmax(advantage / 0.5, 0)  # β = 0.5
+    expected = (w * torch.tensor([1.0, 4.0, 2.0])).mean()
+    loss = losses.advantage_weighted_actor_loss(mean, data, advantage, 0.5, 100.0)
+    assert loss.item() == pytest.approx(expected.item())
+    loss.backward()
+    # the gradient pulls each mean towards its data action, the better actions harder
+    assert torch.allclose(mean.grad, -2 * w[:, None] * data / 3)
+    clipped = losses.advantage_weighted_actor_loss(mean, data, advantage, 0.5, 1.0)
+    assert clipped.item() == pytest.approx(
+        (torch.tensor([1.0, 4.0 * w[1].item(), 2.0 * w[2].item()]).mean()).item()
+    )
+    # the scale of Q does not matter: A and 1000·A give the same loss
+    big = losses.advantage_weighted_actor_loss(mean, data, 1000 * advantage, 0.5, 100.0)
+    assert big.item() == pytest.approx(loss.item())
+
+
 def test_fb_measure_loss_by_hand():
     # N = 2, d = 2. M_j = F_j B_nextᵀ.
     F1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])

@@ -106,6 +106,11 @@ class FBConfig(ForwardActorConfig):
     lr_b_coefficient: float = 1.0  # scales B's learning rate
     # How the target measure combines F's two heads: "min" (the paper) or "mean" (Meta Motivo).
     target_heads: str = "min"
+    # The actor's objective: "max_q" (the paper: maximise min_j F_jᵀz at its own actions) or "awr"
+    # (advantage-weighted regression towards the dataset's actions; Cetin, Touati & Ollivier 2025).
+    actor_objective: str = "max_q"
+    awr_temperature: float = 1.0  # β, in units of the batch's advantage standard deviation
+    awr_max_weight: float = 100.0  # the weights N·softmax(A / (β·std A)) are clipped here
     backward_hidden: int = 256
     backward_layers: int = 3
     conservative: ConservativeConfig = field(default_factory=ConservativeConfig)
@@ -270,9 +275,10 @@ class RunConfig:
                 f"got {type(self.agent).__name__}"
             )
         if isinstance(self.agent, FBConfig):
-            from zsrl.losses import TARGET_HEADS
+            from zsrl.losses import ACTOR_OBJECTIVES, TARGET_HEADS
 
             _check_choice("target_heads", self.agent.target_heads, TARGET_HEADS)
+            _check_choice("actor_objective", self.agent.actor_objective, ACTOR_OBJECTIVES)
         if self.method in CONSERVATIVE_METHODS:
             self.agent.conservative.sample_counts()
         domain = get_domain(self.domain)

@@ -93,6 +93,28 @@ def actor_loss(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
     return -torch.minimum(Q1, Q2).mean()
 
 
+ACTOR_OBJECTIVES = ("max_q", "awr")
+
+
+def advantage_weighted_actor_loss(
+    mean: Tensor, data_action: Tensor, advantage: Tensor, temperature: float, max_weight: float
+) -> Tensor:
+    """L_π^AW = mean_i w_i ‖a_i − μ(s_i, z_i)‖², w = N·softmax_i(A_i / (β·std(A))) clipped at w_max.
+
+    Book eq. (eq-awr-actor), chapter "FB representations": advantage-weighted regression (AWR, AWAC)
+    of the actor's mean towards the dataset's actions, the offline actor that Cetin, Touati & Ollivier
+    (RLC 2025) pair with FB. With Gaussian noise of fixed σ, log π(a | s, z) is −‖a − μ‖²/(2σ²) up to
+    a constant, so this is AWAC's weighted log-likelihood. The actor only imitates the data's actions,
+    weighted towards the better ones, and never asks F about actions the data lack. Dividing A by
+    its batch standard deviation makes β independent of the scale of F·z, which drifts in training.
+
+    mean: N x A (with its graph); data_action: N x A; advantage: N, A = Q(s, a) − Q(s, μ) (no grad).
+    """
+    scaled = advantage / (temperature * advantage.std().clamp_min(1e-6))  # N
+    weights = (scaled.softmax(0) * len(scaled)).clamp(max=max_weight).detach()  # N
+    return (weights * (data_action - mean).pow(2).sum(-1)).mean()
+
+
 def normalise_to_sphere(x: Tensor) -> Tensor:
     """√d · x / ‖x‖ along the last dimension (the sphere on which B and every z live)."""
     return x.shape[-1] ** 0.5 * torch.nn.functional.normalize(x, dim=-1)

@@ -106,21 +106,41 @@ class FBAgent(Agent):
         loss, metrics, _ = self.fb_terms(batch, z)
         return loss, metrics
 
-    def update_actor(self, obs: Tensor, z: Tensor, mean: Tensor | None = None) -> dict[str, Tensor]:
-        """One DDPG-style actor step on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §1.7).
+    def update_actor(
+        self,
+        obs: Tensor,
+        z: Tensor,
+        mean: Tensor | None = None,
+        data_action: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """One actor step: DDPG-style on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §1.7), or, with
+        ``actor_objective="awr"``, advantage-weighted regression towards the dataset's actions.
 
-        ``mean``: π(s, z) with its graph, if the caller computed it already (N x A).
+        ``mean``: π(s, z) with its graph, if the caller computed it already (N x A);
+        ``data_action``: the batch's actions (N x A), which the "awr" objective needs.
         """
         cfg = self.cfg
         mean = self.model.actor(obs, z) if mean is None else mean  # N x A
-        action = truncated_normal_sample(mean, cfg.actor_std, cfg.actor_std_clip)
-        F1, F2 = self.model.forward_net(obs, action, z)  # N x d each
-        loss = losses.actor_loss(F1, F2, z)
+        if cfg.actor_objective == "awr":
+            if data_action is None:
+                raise ValueError("actor_objective 'awr' needs the batch's actions")
+            with torch.no_grad():
+                q_policy = self.model.q_value(obs, mean.detach(), z)  # N
+                advantage = self.model.q_value(obs, data_action, z) - q_policy  # N
+            loss = losses.advantage_weighted_actor_loss(
+                mean, data_action, advantage, cfg.awr_temperature, cfg.awr_max_weight
+            )
+            actor_q = q_policy.mean()
+        else:
+            action = truncated_normal_sample(mean, cfg.actor_std, cfg.actor_std_clip)
+            F1, F2 = self.model.forward_net(obs, action, z)  # N x d each
+            loss = losses.actor_loss(F1, F2, z)
+            actor_q = -loss.detach()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.actor_params)  # no weight gradients for F: they would be unused
         clamp_grads(self.actor_params, cfg.grad_clamp)
         self.actor_optimizer.step()
-        return {"actor_loss": loss.detach(), "actor_q": -loss.detach()}
+        return {"actor_loss": loss.detach(), "actor_q": actor_q}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """One FB update; returns detached device tensors (no host synchronisation)."""
@@ -131,7 +151,7 @@ class FBAgent(Agent):
         loss.backward()
         clamp_grads(self.critic_params, self.cfg.grad_clamp)
         self.fb_optimizer.step()
-        metrics.update(self.update_actor(batch.obs, z, mean))
+        metrics.update(self.update_actor(batch.obs, z, mean, batch.action))
         soft_update(self._target, self._online, self.cfg.target_tau)
         return {k: v.detach() for k, v in metrics.items()}
 
