@@ -83,7 +83,7 @@ SCALES: dict[str, RNDConfig] = {
 }
 
 
-# The paper's way (spec §6.1): one long exploration, of which the 100k datasets are uniform subsamples.
+# The paper's way: one long exploration, of which the 100k datasets are uniform subsamples.
 # ExORL explores for about 10M steps with one environment; on one CPU core this run makes 1M
 # transitions in waves of 50 environments, each wave a checkpoint. Five gradient steps per vector
 # step is one update per 10 transitions: per transition it learns less than ``book`` (one per 2),
