@@ -112,6 +112,26 @@ def test_run_table_has_a_row_per_run_from_its_record(runs, capsys):
     assert set(METHOD_LABELS) == set(METHODS)  # every method has a name in tables
 
 
+def test_run_table_names_each_runs_departures_and_metrics(runs, capsys, tmp_path):
+    _, out = runs
+    run_dir, record = out[("fb", 0)]
+    changed = json.loads(json.dumps(record))
+    changed["config"]["agent"]["target_heads"] = "mean"
+    changed["config"]["agent"]["lr_b_coefficient"] = 0.1
+    (tmp_path / "record_x.json").write_text(json.dumps(changed))
+    (tmp_path / "metrics_x.csv").write_text((run_dir / "metrics.csv").read_text())
+    argv = [str(run_dir), str(tmp_path / "record_x.json"), "--departures"]
+    argv += ["--at", "20", "--metrics", "fb_off_diag", "q_data", "nothing"]
+    assert script("run_table").main(argv) == 0
+    head, _, *rows = capsys.readouterr().out.strip().splitlines()
+    assert head.startswith("| settings |") and "fb_off_diag at 0.02k" in head
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert sorted(c[0] for c in cells) == ["lr_b_coefficient 0.1, target_heads mean", "preset"]
+    metrics = read_metrics(run_dir / "metrics.csv")
+    off_diag = float(metrics["fb_off_diag"][metrics["step"] <= 20][-1])
+    assert cells[0][-3] == f"{round(off_diag):,}" and cells[0][-1] == "-"
+
+
 def test_overestimation_reads_the_logged_q(tmp_path, runs):
     _, out = runs
     stem = tmp_path / "fig2"

@@ -465,6 +465,28 @@ def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "bo
     )
 
 
+def departures(config: RunConfig, section: str = "agent") -> dict[str, Any]:
+    """The fields of ``config.<section>`` that differ from its (method, domain, scale) preset.
+
+    What a run changed by ``--set``: ``{"agent.target_heads": "mean"}``. Nested sections are
+    flattened with dots.
+    """
+
+    def flat(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in d.items():
+            if isinstance(value, dict):
+                out |= flat(value, f"{prefix}{key}.")
+            else:
+                out[prefix + key] = value
+        return out
+
+    base = preset(config.method, config.domain, config.scale).to_dict()[section]
+    ours = flat(config.to_dict()[section], f"{section}.")
+    theirs = flat(base, f"{section}.")
+    return {key: value for key, value in ours.items() if theirs.get(key) != value}
+
+
 def resolve(
     method: str = "fb",
     domain: str = "point_mass_maze",
