@@ -210,8 +210,8 @@ def test_the_committed_grid_files_resolve_every_cell():
     from pathlib import Path
 
     grids = sorted((Path(__file__).parents[1] / "results" / "grids").glob("*.toml"))
-    assert {g.stem for g in grids} >= {"book_maze", "paper_maze"}
+    assert {g.stem for g in grids} >= {"book_maze", "paper_maze", "pilots_fb_stability"}
     for path in grids:
         grid = load_grid(path)
-        assert len(grid) > 100, path
+        assert len(grid) > (100 if path.stem in ("book_maze", "paper_maze") else 5), path
         assert len({c.run_name for c in grid.cells}) == len(grid)
