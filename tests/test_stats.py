@@ -421,3 +421,24 @@ def test_aggregates_and_intervals_equal_rliables(shape):
         width = high - low
         assert abs(low - theirs["y"][0, k]) < 0.1 * width + 1e-9, metric
         assert abs(high - theirs["y"][1, k]) < 0.1 * width + 1e-9, metric
+
+
+def test_summary_gives_final_distance_and_success_rate_with_intervals_over_runs():
+    finals = {1: [0.01, 0.2], 2: [0.01, 0.01], 3: [0.5, 0.5]}
+    records = []
+    for seed, distances in finals.items():
+        r = record(seed, [(10, {"a": 1.0, "b": 2.0})])
+        r["evaluations"][0]["tasks"]["a"]["final_distance"] = distances
+        r["evaluations"][0]["tasks"]["b"]["final_distance"] = None  # a task without a goal
+        records.append(r)
+    goals = summarise(records, reps=500)["last"]["goals"]
+    assert goals["b"] is None
+    a = goals["a"]
+    assert a["success_rate"]["per_run"] == [0.5, 1.0, 0.0]  # within the reward's 0.015
+    assert a["success_rate"]["mean"] == pytest.approx(0.5)
+    assert a["final_distance"]["per_run"] == pytest.approx([0.105, 0.01, 0.5])
+    low, high = a["success_rate"]["ci95"]
+    assert 0.0 <= low < 0.5 < high <= 1.0
+    assert summarise(records, reps=50, success_radius=0.3)["last"]["goals"]["a"]["success_rate"][
+        "per_run"
+    ] == [1.0, 1.0, 0.0]

@@ -3,7 +3,8 @@
 Scores form a runs x tasks array (one IQM-over-episodes return per run and task); the summary gives
 rliable's aggregates over all of them (IQM, mean, median and the optimality gap below the maximum
 return), each with a stratified bootstrap 95 % interval, for the last and for the best evaluation of
-each run, and the mean final distance to each goal for goal-reaching tasks.
+each run, and for goal-reaching tasks the final distance to each goal and the success rate (the share
+of episodes that end within the goal's radius), each with a 95 % interval over runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from zsrl.envs.point_mass_maze import TARGET_RADIUS
 from zsrl.io import atomic_write_json
 from zsrl.stats import METRICS, aggregate_with_ci
 
@@ -116,12 +118,41 @@ def scored_tasks(records: list[dict[str, Any]]) -> list[str]:
     return list(records[0]["tasks"])
 
 
+def _per_run_with_ci(values: list[float], reps: int, seed: int) -> dict[str, Any]:
+    """The mean over runs of one number per run, with its 95 % bootstrap interval over runs."""
+    point, low, high = aggregate_with_ci(np.array(values)[:, None], ("mean",), reps, seed=seed)[
+        "mean"
+    ]
+    return {"mean": point, "ci95": [low, high], "per_run": values}
+
+
+def goal_statistics(
+    entries: list[dict[str, Any]], task: str, radius: float, reps: int, seed: int
+) -> dict[str, Any] | None:
+    """Final distance and success rate of ``task`` over runs, or None for a task without a goal.
+
+    Each run contributes its mean over episodes: the final distance to the goal, and the share of
+    episodes ending within ``radius`` of it.
+    """
+    finals = [entry["tasks"][task]["final_distance"] for entry in entries]
+    if any(not f for f in finals):
+        return None
+    return {
+        "final_distance": _per_run_with_ci([float(np.mean(f)) for f in finals], reps, seed),
+        "success_rate": _per_run_with_ci(
+            [float(np.mean(np.asarray(f) <= radius)) for f in finals], reps, seed
+        ),
+        "radius": radius,
+    }
+
+
 def summarise(
     records: list[dict[str, Any]],
     reps: int = 10_000,
     seed: int = 0,
     threshold: float = MAX_RETURN,
     tasks: list[str] | None = None,
+    success_radius: float = TARGET_RADIUS,
 ) -> dict[str, Any]:
     """Aggregates with 95 % stratified-bootstrap intervals over runs x tasks, last and best.
 
@@ -129,7 +160,9 @@ def summarise(
     ``zsrl.stats.METRICS`` as ``{"point": p, "ci95": [low, high]}``, the optimality gap measured
     below ``threshold`` (in return units). Single-task runs are first combined per seed over their
     tasks (:func:`combine_single_task`). ``tasks`` orders the task columns (default: the runs' own
-    order); it must name exactly the tasks the runs are scored on.
+    order); it must name exactly the tasks the runs are scored on. ``goals`` gives, per goal task,
+    the final distance and the success rate within ``success_radius`` (the maze reward's radius)
+    with intervals over runs (:func:`goal_statistics`).
     """
     if any(r.get("single_task") for r in records):
         records = combine_single_task(records)
@@ -169,6 +202,7 @@ def summarise(
             "scores": scores.tolist(),
             "mean_per_task": dict(zip(tasks, scores.mean(0).tolist(), strict=True)),
             "mean_final_distance": distances,
+            "goals": {t: goal_statistics(entries, t, success_radius, reps, seed) for t in tasks},
         }
     return out
 
@@ -198,6 +232,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         for task in summary["tasks"]:
             dist = s["mean_final_distance"][task]
             dist_text = "" if dist is None else f"  mean final distance {dist:.3f}"
+            goal = s.get("goals", {}).get(task)  # summaries written before goals existed lack it
+            if goal is not None:
+                rate = goal["success_rate"]
+                dist_text += (
+                    f"  success {rate['mean']:.2f} [{rate['ci95'][0]:.2f}, {rate['ci95'][1]:.2f}]"
+                )
             lines.append(f"      {task:24s} mean return {s['mean_per_task'][task]:7.1f}{dist_text}")
     return "\n".join(lines)
 
