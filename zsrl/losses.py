@@ -101,7 +101,7 @@ def advantage_weighted_actor_loss(
 ) -> Tensor:
     """L_π^AW = mean_i w_i ‖a_i − μ(s_i, z_i)‖², w = N·softmax_i(A_i / (β·std(A))) clipped at w_max.
 
-    Book eq. (eq-awr-actor), chapter "FB representations": advantage-weighted regression (AWR, AWAC)
+    Book eq. (eq-fb-awr-actor), chapter "FB representations": advantage-weighted regression (AWR, AWAC)
     of the actor's mean towards the dataset's actions, the offline actor that Cetin, Touati & Ollivier
     (RLC 2025) pair with FB. With Gaussian noise of fixed σ, log π(a | s, z) is −‖a − μ‖²/(2σ²) up to
     a constant, so this is AWAC's weighted log-likelihood. The actor only imitates the data's actions,
