@@ -109,6 +109,31 @@ def test_awr_actor_imitates_the_data_and_logs_the_policy_value(one_thread):
         run.validate()
 
 
+def test_awr_advantage_is_the_models_q_on_raw_observations(monkeypatch, one_thread):
+    """The batch holds standardised observations: the advantage must not standardise them twice."""
+    from zsrl import losses
+
+    cfg = preset("fb", "point_mass_maze", "quick").agent
+    cfg.actor_objective, cfg.normalize_obs = "awr", True
+    agent = make_agent(cfg=cfg)
+    raw = torch.randn(200, 4) * 3 + 5
+    agent.model.set_obs_stats(raw)
+    seen, original = {}, losses.advantage_weighted_actor_loss
+
+    def spy(mean, data_action, advantage, temperature, max_weight):
+        seen["advantage"] = advantage
+        return original(mean, data_action, advantage, temperature, max_weight)
+
+    monkeypatch.setattr(losses, "advantage_weighted_actor_loss", spy)
+    obs, action = raw[:32], torch.rand(32, 2) * 2 - 1
+    z = torch.randn(32, cfg.z_dim)
+    with torch.no_grad():
+        mean = agent.model.act(obs, z)
+        expected = agent.model.q_value(obs, action, z) - agent.model.q_value(obs, mean, z)
+    agent.update_actor(agent.model.normalize(obs), z, data_action=action)
+    assert torch.allclose(seen["advantage"], expected, atol=1e-5)
+
+
 def test_truncated_normal_noise_is_clipped_with_straight_through_gradient():
     torch.manual_seed(0)
     mean = torch.full((10_000, 2), 0.5, requires_grad=True)

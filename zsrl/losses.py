@@ -83,14 +83,17 @@ def orthonormality_loss(B: Tensor, coefficient: float = 1.0) -> Tensor:
     return coefficient * (off_diagonal_mean(C**2) - 2.0 * C.diagonal().mean())
 
 
+def q_min(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
+    """Q = min_j F_jᵀz, the pessimistic value of two forward heads: ... (one per row)."""
+    return torch.minimum((F1 * z).sum(-1), (F2 * z).sum(-1))
+
+
 def actor_loss(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
     """L_π = −mean_i min_j F_j(s_i, ã_i, z_i)ᵀ z_i, with ã_i ~ π(s_i, z_i) (spec §1.7).
 
     Book eq. (eq-actor-loss), chapter "FB representations".
     """
-    Q1 = (F1 * z).sum(-1)  # N
-    Q2 = (F2 * z).sum(-1)  # N
-    return -torch.minimum(Q1, Q2).mean()
+    return -q_min(F1, F2, z).mean()
 
 
 ACTOR_OBJECTIVES = ("max_q", "awr")

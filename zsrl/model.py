@@ -22,7 +22,7 @@ from zsrl.config import FBConfig
 from zsrl.data import Dataset
 from zsrl.envs import Task
 from zsrl.infer import infer_task_vectors
-from zsrl.losses import infer_z_from_rewards, normalise_to_sphere
+from zsrl.losses import infer_z_from_rewards, normalise_to_sphere, q_min
 from zsrl.nets import Actor, BackwardNet, ForwardNet, orthogonal_init_, truncated_normal_sample
 
 # A task context: a tensor with one row per task, a tuple of such tensors, or None.
@@ -133,8 +133,7 @@ class FBModel(PolicyModel):
 
     def q_value(self, obs: Tensor, action: Tensor, z: Tensor) -> Tensor:
         """Q(s, a, z) = min_j F_j(s, a, z)ᵀ z: ... ."""
-        F1, F2 = self(obs, action, z)
-        return torch.minimum((F1 * z).sum(-1), (F2 * z).sum(-1))
+        return q_min(*self(obs, action, z), z)
 
     @torch.no_grad()
     def infer_z_from_rewards(self, next_obs: Tensor, rewards: Tensor) -> Tensor:

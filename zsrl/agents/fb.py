@@ -124,9 +124,10 @@ class FBAgent(Agent):
         if cfg.actor_objective == "awr":
             if data_action is None:
                 raise ValueError("actor_objective 'awr' needs the batch's actions")
-            with torch.no_grad():
-                q_policy = self.model.q_value(obs, mean.detach(), z)  # N
-                advantage = self.model.q_value(obs, data_action, z) - q_policy  # N
+            with torch.no_grad():  # obs is standardised already: F directly, not model.q_value
+                q_policy = losses.q_min(*self.model.forward_net(obs, mean.detach(), z), z)  # N
+                q_data = losses.q_min(*self.model.forward_net(obs, data_action, z), z)  # N
+                advantage = q_data - q_policy  # N
             loss = losses.advantage_weighted_actor_loss(
                 mean, data_action, advantage, cfg.awr_temperature, cfg.awr_max_weight
             )
