@@ -29,8 +29,9 @@ FORBIDDEN = ["paper" + "_spec", "spec " + "§", "§", "shared/" + "reference", "
 
 
 def sources() -> list[Path]:
-    """Every text file of the code, the book, the scripts, the benchmarks and the tests, and the README."""
-    files = [ROOT / "README.md"]
+    """Every text file of the code, the book, the scripts, the benchmarks and the tests, the README,
+    the changelog and the results' notes."""
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "results").rglob("*.md")]
     for folder in ("zsrl", "book", "scripts", "benchmarks", "tests"):
         files += [
             p
