@@ -40,7 +40,8 @@ def test_shapes_and_norms():
 
 
 def test_paper_architecture_parameter_counts():
-    """Spec §1.3: about 7.6 M parameters in F, 0.15 M in B and 5.4 M in the actor for walker."""
+    """About 7.6 M parameters in F, 0.15 M in B and 5.4 M in the actor for walker (reference:
+    ref-fb-architecture)."""
     cfg = preset("fb", "point_mass_maze", "paper").agent
     cfg.z_dim = 50
     model = FBModel(24, 6, cfg)

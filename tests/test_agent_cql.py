@@ -1,4 +1,4 @@
-"""CQL on SAC (paper_spec §3.3): the update, exact resume, where the penalty's actions come from,
+"""CQL on SAC (reference: ref-cql): the update, exact resume, where the penalty's actions come from,
 the Lagrange multiplier, the target schedule, the conservatism itself, and the command line."""
 
 import copy
@@ -57,7 +57,7 @@ def test_model_acts_with_the_squashed_mean_and_values_with_the_smaller_critic(on
     q1, q2 = model.critic(torch.cat([obs, action], -1))
     assert torch.equal(model.q_value(obs, action, torch.randn(7, 16)), torch.minimum(q1, q2))
     assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.critic.modules())
-    # log σ is hard-clamped (spec §9 item 2): raw values pass inside [−5, 2] and stop at its ends
+    # log σ is hard-clamped (reference: ref-bug-cql): raw values pass inside [−5, 2] and stop at its ends
     head = model.actor.net[-1]
     with torch.no_grad():
         head.weight[ACT:] = 0.0
@@ -143,7 +143,8 @@ class Recorder(torch.nn.Module):
 
 
 def test_penalty_actions_come_from_the_three_sources_and_are_all_scored_at_s(one_thread):
-    """K uniform, K π(s), K π(s') actions plus the data action, every one paired with s (§3.3)."""
+    """K uniform, K π(s), K π(s') actions plus the data action, every one paired with s (reference:
+    ref-cql)."""
     action_dim, n = 6, 16
     cfg = quick(cql_samples=3)
     agent = make_agent(cfg, obs_dim=OBS, action_dim=action_dim)
@@ -198,7 +199,7 @@ def test_lagrangian_alpha_rises_above_the_budget_and_falls_below(target, directi
 def test_dual_variables_fall_by_their_scales_rate_per_update(scale, lr, one_thread):
     """Below the budget and above the target entropy, Adam lowers log α and log β by about lr per
     update: the book preset's 1e-3 lets them travel in 30k updates what the paper's 1e-4 does in
-    300k (config.py); the paper scale keeps spec §3.3's 1e-4."""
+    300k (config.py); the paper scale keeps the paper's 1e-4 (reference: ref-cql)."""
     rates = preset("cql", "point_mass_maze", scale).agent
     assert (rates.lr_alpha, rates.lr_temperature) == (lr, lr)
     agent = make_agent(quick(lr_alpha=rates.lr_alpha, lr_temperature=rates.lr_temperature))

@@ -1,4 +1,4 @@
-"""GC-IQL (spec §3.2): goal sampling per batch, the update rule, test-time goals, exact resume."""
+"""GC-IQL (reference: ref-gciql): goal sampling per batch, the update rule, test-time goals, exact resume."""
 
 import dataclasses
 import io

@@ -1,5 +1,6 @@
-"""SF-LAP (paper_spec §3.1): model shapes, update rule, exact resume, least-squares and per-step goal
-inference, evaluation on the maze, and the noise σ that evaluation must not change (§9 items 3, 4)."""
+"""SF-LAP (reference: ref-sf-lap): model shapes, update rule, exact resume, least-squares and
+per-step goal inference, evaluation on the maze, and the noise σ that evaluation must not change
+(reference: ref-bug-sf-maze, ref-bug-sf-noise)."""
 
 import io
 import math
@@ -57,7 +58,8 @@ def test_shapes_norms_and_feature_architecture():
     assert phi.shape == (7, D)
     assert torch.allclose(phi.norm(dim=-1), torch.full((7,), math.sqrt(D)), atol=1e-4)
     kinds = [type(m).__name__ for m in model.feature_net]
-    assert kinds[:3] == ["Linear", "LayerNorm", "Tanh"]  # spec §3.1: LN + tanh first layer
+    # an LN + tanh first layer (reference: ref-sf-lap)
+    assert kinds[:3] == ["Linear", "LayerNorm", "Tanh"]
     psi1, psi2 = model.successor_features(obs, act, z)
     assert psi1.shape == psi2.shape == (7, D) and not torch.allclose(psi1, psi2)
     q = model.q_value(obs, act, z)
@@ -249,7 +251,7 @@ def test_evaluates_on_the_maze_by_goals_and_by_rewards(maze_data):
 
 
 def test_training_noise_stays_at_actor_std_after_an_evaluation(monkeypatch):
-    """Spec §9 item 4: the paper's code trained SF-LAP with σ 0.05 after its first evaluation."""
+    """Reference ref-bug-sf-noise: the paper's code trained SF-LAP with σ 0.05 after its first evaluation."""
     agent = make_agent()
     evaluate(agent.model, DOMAIN, ["reach_top_left"], episodes=1)
     stds = []

@@ -1,4 +1,5 @@
-"""Offline TD3 (spec §3.4): architecture, critic target, actor step without behaviour cloning, resume."""
+"""Offline TD3 (reference: ref-td3): architecture, critic target, actor step without behaviour
+cloning, resume."""
 
 import io
 
@@ -29,7 +30,8 @@ def flat(module: torch.nn.Module) -> torch.Tensor:
 
 
 def test_paper_architecture():
-    """Q: [1024 LN-tanh, 1024] twice; actor: [1024 LN-tanh, 1024 ReLU] and a tanh mean (spec §3.4)."""
+    """Q: [1024 LN-tanh, 1024] twice; actor: [1024 LN-tanh, 1024 ReLU] and a tanh mean (reference:
+    ref-td3)."""
     model = TD3Model(24, 6, preset("td3", "point_mass_maze", "paper").agent)
     kinds = lambda net: [type(m).__name__ for m in net]  # noqa: E731
     expected = ["Linear", "LayerNorm", "Tanh", "Linear", "ReLU", "Linear"]

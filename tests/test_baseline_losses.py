@@ -16,7 +16,7 @@ def t(*rows):
 
 
 # --------------------------------------------------------------------------------------------------
-# SF-LAP (spec §3.1)
+# SF-LAP (reference: ref-sf-lap)
 
 
 def test_laplacian_feature_loss_by_hand():
@@ -156,7 +156,7 @@ def test_sf_mix_z_backward_uses_pseudo_inverse():
 
 
 # --------------------------------------------------------------------------------------------------
-# GC-IQL (spec §3.2)
+# GC-IQL (reference: ref-gciql)
 
 
 def test_goal_reward_and_mask_exact_equality():
@@ -328,7 +328,7 @@ def test_goal_sampler_bad_input():
 
 
 # --------------------------------------------------------------------------------------------------
-# CQL on SAC (spec §3.3)
+# CQL on SAC (reference: ref-cql)
 
 
 def test_cql_penalty_by_hand():
@@ -394,7 +394,7 @@ def test_sac_temperature_loss_by_hand():
 
 
 # --------------------------------------------------------------------------------------------------
-# Offline TD3 (spec §3.4)
+# Offline TD3 (reference: ref-td3)
 
 
 def test_td3_critic_target_by_hand():

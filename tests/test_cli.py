@@ -100,7 +100,8 @@ def test_eval_without_checkpoint_is_an_error(capsys, tmp_path):
 def test_config_round_trip_and_strict_keys():
     cfg = preset("fb", "point_mass_maze", "paper")
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.agent.z_dim == 100 and cfg.agent.discount == 0.99  # maze overrides (spec §1.6)
+    # the maze overrides (reference: ref-fb-optimisation)
+    assert cfg.agent.z_dim == 100 and cfg.agent.discount == 0.99
     assert cfg.agent.preprocessor_hidden == 1024 and cfg.agent.batch_size == 512
     with pytest.raises(ValueError, match="unknown config keys"):
         RunConfig.from_dict({**cfg.to_dict(), "optimiser": "sgd"})
@@ -146,4 +147,5 @@ def test_book_maze_preset_is_the_configuration_that_learns_the_maze():
     book = preset("fb", "point_mass_maze", "book").agent
     assert (book.discount, book.target_tau, book.lr_actor) == (0.995, 0.005, 3e-5)
     paper = preset("fb", "point_mass_maze", "paper").agent
-    assert (paper.discount, paper.target_tau, paper.lr_actor) == (0.99, 0.01, 1e-4)  # spec
+    # the paper's values (reference: ref-fb-optimisation)
+    assert (paper.discount, paper.target_tau, paper.lr_actor) == (0.99, 0.01, 1e-4)

@@ -104,7 +104,8 @@ def test_fixed_alpha_does_not_move():
 def test_conservative_presets():
     for method in ("vcfb", "mcfb", "dvcfb"):
         cfg = preset(method, "point_mass_maze", "paper").agent
-        assert cfg.lr_actor == 3e-5 and cfg.lr_fb == 1e-4  # spec §2.8
+        # reference: ref-conservative-hyperparameters
+        assert cfg.lr_actor == 3e-5 and cfg.lr_fb == 1e-4
         c = cfg.conservative
         assert (c.action_samples, c.ood_action_weight, c.target_penalty) == (12, 0.5, 50.0)
         assert c.lagrange and c.log_alpha_init == 0.0 and c.alpha == 0.01

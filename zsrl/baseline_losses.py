@@ -1,7 +1,7 @@
 """The maths of the four offline-RL baselines as pure functions, named after their equations.
 
 The paper compares VC-FB and MC-FB with two other zero-shot methods, SF-LAP and GC-IQL, and with two
-single-task offline RL methods, CQL and offline TD3 (paper_spec §3). This module holds only their
+single-task offline RL methods, CQL and offline TD3 (reference: ref-baselines). This module holds only their
 maths: networks, optimisers and the training loop live elsewhere, so that every function here can be
 checked against numbers computed by hand (tests/test_baseline_losses.py) and shown in the book by
 inclusion.
@@ -9,12 +9,15 @@ inclusion.
 Notation: a batch of N transitions (s_i, a_i, s'_i), i = 1..N, with rewards r_i and discount γ (a float
 or one discount per transition, a tensor of N entries).
 
-- SF-LAP (§3.1): features φ(s) in R^d, normalised to norm √d; successor features ψ(s, a, z) in R^d with
-  two heads ψ_1, ψ_2; task vectors z in R^d; Q(s, a, z) = ψ(s, a, z)ᵀ z. Feature batches are N x d.
-- GC-IQL (§3.2): two goal-conditioned value heads V_1(s, g), V_2(s, g) and their targets V̄_k, each a
-  tensor of N values. Goals are indices into the dataset, drawn with numpy for every batch.
-- CQL (§3.3) and TD3 (§3.4): two critics Q_1(s, a), Q_2(s, a) and their targets Q̄_k, N values each;
-  CQL's K sampled actions per state give K x N values. ``not_done`` is 1 − terminal per transition.
+- SF-LAP (reference: ref-sf-lap): features φ(s) in R^d, normalised to norm √d; successor features
+  ψ(s, a, z) in R^d with two heads ψ_1, ψ_2; task vectors z in R^d; Q(s, a, z) = ψ(s, a, z)ᵀ z.
+  Feature batches are N x d.
+- GC-IQL (reference: ref-gciql): two goal-conditioned value heads V_1(s, g), V_2(s, g) and their
+  targets V̄_k, each a tensor of N values. Goals are indices into the dataset, drawn with numpy for
+  every batch.
+- CQL and TD3 (reference: ref-cql, ref-td3): two critics Q_1(s, a), Q_2(s, a) and their targets Q̄_k,
+  N values each; CQL's K sampled actions per state give K x N values. ``not_done`` is 1 − terminal
+  per transition.
 
 Every target (a Bellman target, an advantage weight) is returned detached: it is a regression label,
 and a gradient through it would optimise a different objective from the fixed-point iteration.
@@ -41,7 +44,8 @@ def _check_same_shape(**tensors: Tensor) -> None:
 
 
 def double_q_mse(q1: Tensor, q2: Tensor, target: Tensor) -> Tensor:
-    """MSE(Q_1, y) + MSE(Q_2, y): both critics regress one detached target (spec §3.1, §3.3, §3.4).
+    """MSE(Q_1, y) + MSE(Q_2, y): both critics regress one detached target (reference: ref-sf-lap,
+    ref-cql, ref-td3).
 
     q1, q2, target: N.
     """
@@ -51,22 +55,22 @@ def double_q_mse(q1: Tensor, q2: Tensor, target: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# SF-LAP: universal successor features on Laplacian eigenfunction features (paper_spec §3.1).
+# SF-LAP: universal successor features on Laplacian eigenfunction features (reference: ref-sf-lap).
 
 
 def laplacian_feature_loss(phi: Tensor, phi_next: Tensor, coefficient: float = 1.0) -> Tensor:
-    """Laplacian feature loss of SF-LAP (spec §3.1), on features φ normalised to norm √d.
+    """Laplacian feature loss of SF-LAP (reference: ref-sf-lap), on features φ normalised to norm √d.
 
     L_φ = (1/(N·d)) Σ_i ‖φ(s_i) − φ(s'_i)‖² + λ·(mean_{i≠l} (φ(s_i)ᵀφ(s_l))² − 2·mean_i ‖φ(s_i)‖²)
 
     The first term asks features to change slowly along transitions (the smoothness that the graph
-    Laplacian's eigenfunctions minimise); the second is FB's orthonormality term (spec §1.5) on
-    C = φ(S)φ(S)ᵀ, which rules out the constant solution.
+    Laplacian's eigenfunctions minimise); the second is FB's orthonormality term (reference:
+    ref-ortho) on C = φ(S)φ(S)ᵀ, which rules out the constant solution.
 
-    The spec writes the first term "mean ‖φ(s) − φ(s')‖²"; the code it describes averages over the batch
-    *and* the d coordinates, i.e. 1/d times the mean squared norm. We follow the code, because that
-    factor sets the balance between the two terms. The orthonormality term uses the current states'
-    features φ(s), as the code does.
+    The reference (ref-sf-lap) writes the first term "mean ‖φ(s) − φ(s')‖²"; the paper's code averages
+    over the batch *and* the d coordinates, i.e. 1/d times the mean squared norm. We follow the code,
+    because that factor sets the balance between the two terms. The orthonormality term uses the
+    current states' features φ(s), as the code does.
 
     phi, phi_next: N x d features of s and s'.
     """
@@ -78,7 +82,7 @@ def laplacian_feature_loss(phi: Tensor, phi_next: Tensor, coefficient: float = 1
 def sf_q_target(
     phi_next: Tensor, psi1_next: Tensor, psi2_next: Tensor, z: Tensor, discount: Tensor | float
 ) -> Tensor:
-    """SF Bellman target on Q: y = (φ(s') + γ·ψ̄_min(s', a', z))ᵀ z (spec §3.1), detached.
+    """SF Bellman target on Q: y = (φ(s') + γ·ψ̄_min(s', a', z))ᵀ z (reference: ref-sf-lap), detached.
 
     ψ̄_min is, row by row, the target head with the smaller Q = ψ̄_jᵀz at (s', a' ~ π(s', z)), so
     ψ̄_minᵀz = min_j ψ̄_jᵀz. φ(s') is detached: the features learn from their own loss only.
@@ -95,7 +99,7 @@ def sf_q_target(
 
 
 def sf_q_loss(psi1: Tensor, psi2: Tensor, z: Tensor, target: Tensor) -> Tensor:
-    """MSE(ψ_1ᵀz, y) + MSE(ψ_2ᵀz, y): the SF loss on Q, not on the feature vector (spec §3.1).
+    """MSE(ψ_1ᵀz, y) + MSE(ψ_2ᵀz, y): the SF loss on Q, not on the feature vector (reference: ref-sf-lap).
 
     psi1, psi2: N x d online heads at (s, a, z); z: N x d; target: N, from :func:`sf_q_target`.
     """
@@ -106,7 +110,8 @@ def sf_q_loss(psi1: Tensor, psi2: Tensor, z: Tensor, target: Tensor) -> Tensor:
 
 
 def sf_z_from_features(phi: Tensor, rewards: Tensor) -> Tensor:
-    """Task inference of SF-LAP: z = √d·normalise(argmin_w ‖φ(S) w − r‖²) (spec §3.1, §4).
+    """Task inference of SF-LAP: z = √d·normalise(argmin_w ‖φ(S) w − r‖²) (reference: ref-sf-lap,
+    ref-task-inference).
 
     A least-squares regression of the rewards on the features, not FB's reward-weighted mean: with
     rewards exactly linear in φ it recovers the task's direction. Learned features are badly
@@ -127,7 +132,7 @@ def sf_z_from_features(phi: Tensor, rewards: Tensor) -> Tensor:
 
 
 def sf_goal_z(phi_goal: Tensor, phi_state: Tensor) -> Tensor:
-    """Goal task of SF-LAP: z = √d·normalise(φ(g) − φ(s_t)), recomputed at every step (spec §3.1).
+    """Goal task of SF-LAP: z = √d·normalise(φ(g) − φ(s_t)), recomputed at every step (reference: ref-sf-lap).
 
     phi_goal: d or N x d; phi_state: N x d or d (broadcast). Returns N x d or d.
     """
@@ -135,7 +140,8 @@ def sf_goal_z(phi_goal: Tensor, phi_state: Tensor) -> Tensor:
 
 
 def sf_mix_z_backward(phi_next: Tensor) -> Tensor:
-    """The task vectors SF-LAP mixes into its z batch: √d·normalise(φ(s') C⁺), C = φᵀφ/N (spec §3.1).
+    """The task vectors SF-LAP mixes into its z batch: √d·normalise(φ(s') C⁺), C = φᵀφ/N (reference:
+    ref-sf-lap).
 
     C is the d x d feature covariance on this batch and C⁺ its pseudo-inverse, so row i is the task
     whose least-squares reward is concentrated on s'_i. The caller permutes the rows (C does not
@@ -150,11 +156,12 @@ def sf_mix_z_backward(phi_next: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# GC-IQL: goal-conditioned implicit Q-learning with values only (paper_spec §3.2).
+# GC-IQL: goal-conditioned implicit Q-learning with values only (reference: ref-gciql).
 
 
 def goal_reward_and_mask(obs: Tensor, goal: Tensor) -> tuple[Tensor, Tensor]:
-    """Reward r = 0 where the goal equals the state exactly, else −1; mask = 0 there, else 1 (§3.2).
+    """Reward r = 0 where the goal equals the state exactly, else −1; mask = 0 there, else 1 (reference:
+    ref-gciql).
 
     The mask stops bootstrapping once the goal is reached. "Exactly" means every coordinate equal, so
     only goals drawn as the current state (or a repeated state) count as reached.
@@ -180,7 +187,7 @@ def expectile_value_loss(
     discount: Tensor | float,
     expectile: float,
 ) -> Tensor:
-    """GC-IQL's expectile value loss, summed over the two heads (spec §3.2).
+    """GC-IQL's expectile value loss, summed over the two heads (reference: ref-gciql).
 
     q_k = r + γ·mask·V̄_k(s', g)
     A   = r + γ·mask·min_k V̄_k(s', g) − mean_k V̄_k(s, g)      (target nets only)
@@ -217,7 +224,8 @@ def expectile_value_loss(
 def awr_weights(
     v_next_mean: Tensor, v_mean: Tensor, temperature: float, max_weight: float = 100.0
 ) -> Tensor:
-    """Advantage-weighted regression weights w = min(exp(β·(V̄(s', g) − V(s, g))), w_max) (§3.2).
+    """Advantage-weighted regression weights w = min(exp(β·(V̄(s', g) − V(s, g))), w_max) (reference:
+    ref-gciql).
 
     v_next_mean: N, mean_k V̄_k(s', g) of the target heads; v_mean: N, mean_k V_k(s, g) of the online
     heads; temperature β; max_weight w_max (100 in the paper's code). Returns N weights, detached.
@@ -229,7 +237,7 @@ def awr_weights(
 
 
 def awr_actor_loss(log_prob: Tensor, weights: Tensor) -> Tensor:
-    """AWR actor loss −mean_i w_i·log π(a_i | s_i, g_i) (spec §3.2).
+    """AWR actor loss −mean_i w_i·log π(a_i | s_i, g_i) (reference: ref-gciql).
 
     log_prob: N (summed over action dimensions) or N x |A| (per dimension, as the paper's code: this
     changes the scale only); weights: N from :func:`awr_weights`.
@@ -318,7 +326,8 @@ def sample_goal_indices(
     timesteps: np.ndarray | None = None,
     layout: EpisodeLayout | None = None,
 ) -> GoalIndices:
-    """Goal states of GC-IQL for the transitions ``index``; call it for every batch (spec §3.2, §9).
+    """Goal states of GC-IQL for the transitions ``index``; call it for every batch (reference: ref-gciql,
+    ref-bug-gciql-goals).
 
     For a transition t of an episode whose last transition is e, the goal is, with probabilities
     p_future / p_random / p_current:
@@ -328,7 +337,8 @@ def sample_goal_indices(
     - a state drawn uniformly from the same episode (as the paper's code; HIQL draws from the dataset);
     - the current state t itself (reward 0, the only way an exact goal match happens).
 
-    The paper's code drew one goal per transition at load time and kept it all training (§9, item 9);
+    The paper's code drew one goal per transition at load time and kept it all training (reference:
+    ref-bug-gciql-goals);
     drawing afresh for every batch is HIQL's procedure and what this function is for.
 
     The episodes are described either by ``episode_ids`` (n) and optional ``timesteps`` (n), checked
@@ -376,15 +386,16 @@ def sample_goal_indices(
 
 
 # ---------------------------------------------------------------------------------------------------
-# CQL on SAC (paper_spec §3.3).
+# CQL on SAC (reference: ref-cql).
 
 
 def cql_penalty(q_samples: Tensor, q_data: Tensor) -> Tensor:
-    """CQL gap for one critic: mean_i [logsumexp(Q over sampled actions and a_i) − Q(s_i, a_i)] (§3.3).
+    """CQL gap for one critic: mean_i [logsumexp(Q over sampled actions and a_i) − Q(s_i, a_i)]
+    (reference: ref-cql).
 
     q_samples: K x N, Q(s_i, ·) at the K sampled actions of each state (in the paper 3 uniform, 3 from
     π(s) and 3 from π(s'), all evaluated at s); q_data: N, Q(s_i, a_i) at the dataset action, which the
-    spec adds to the log-sum-exp (10 values in all). No importance-sampling correction. The penalty is
+    paper's code adds to the log-sum-exp (10 values in all). No importance-sampling correction. The penalty is
     never negative, since the log-sum-exp exceeds each of its terms. The caller sums the two critics.
     """
     if q_samples.dim() != q_data.dim() + 1 or q_samples.shape[1:] != q_data.shape:
@@ -404,10 +415,12 @@ def sac_critic_target(
     discount: Tensor | float,
     entropy_alpha: Tensor | float,
 ) -> Tensor:
-    """Soft Bellman target y = r + γ·not_done·(min_k Q̄_k(s', a') − α·log π(a' | s')), a' ~ π(s') (§3.3).
+    """Soft Bellman target y = r + γ·not_done·(min_k Q̄_k(s', a') − α·log π(a' | s')), a' ~ π(s')
+    (reference: ref-cql).
 
     ``not_done`` must be 1 − terminal of *this* transition: zero only where s' is a true terminal (not a
-    time-limit truncation), aligned with the transition (the paper's code misaligned it, §9 item 8).
+    time-limit truncation), aligned with the transition (the paper's code misaligned it; reference:
+    ref-bug-not-done).
 
     q1_next, q2_next: N target critics at (s', a'); next_log_prob: N (summed over action dimensions);
     reward, not_done: N; discount: float or N; entropy_alpha: the temperature α. Returns y: N, detached.
@@ -428,7 +441,7 @@ def sac_critic_target(
 def sac_actor_loss(
     q1: Tensor, q2: Tensor, log_prob: Tensor, entropy_alpha: Tensor | float
 ) -> Tensor:
-    """SAC actor loss mean_i [α·log π(ã_i | s_i) − min_k Q_k(s_i, ã_i)], ã_i ~ π(s_i) (spec §3.3).
+    """SAC actor loss mean_i [α·log π(ã_i | s_i) − min_k Q_k(s_i, ã_i)], ã_i ~ π(s_i) (reference: ref-cql).
 
     q1, q2, log_prob: N (the log-prob summed over action dimensions); α is detached.
     """
@@ -438,7 +451,7 @@ def sac_actor_loss(
 
 
 def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
-    """SAC temperature loss mean_i α·(−log π(ã_i | s_i) − H̄), α = exp(log α) (spec §3.3).
+    """SAC temperature loss mean_i α·(−log π(ã_i | s_i) − H̄), α = exp(log α) (reference: ref-cql).
 
     Minimising it over log α raises α while the policy's entropy −log π is below the target H̄ (−|A| in
     the paper) and lowers it above. log_prob (N) is detached: this loss trains α only.
@@ -447,13 +460,13 @@ def sac_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: fl
 
 
 # ---------------------------------------------------------------------------------------------------
-# Offline TD3, without a behaviour-cloning term (paper_spec §3.4).
+# Offline TD3, without a behaviour-cloning term (reference: ref-td3).
 
 
 def td3_critic_target(
     q1_next: Tensor, q2_next: Tensor, reward: Tensor, not_done: Tensor, discount: Tensor | float
 ) -> Tensor:
-    """Clipped double-Q target y = r + γ·not_done·min_k Q̄_k(s', a'), a' = smoothed π(s') (spec §3.4).
+    """Clipped double-Q target y = r + γ·not_done·min_k Q̄_k(s', a'), a' = smoothed π(s') (reference: ref-td3).
 
     a' carries the target policy smoothing noise (σ 0.2, clipped at 0.3), drawn by the caller.
     ``not_done`` as in :func:`sac_critic_target`. All inputs N; returns y: N, detached.
@@ -464,7 +477,7 @@ def td3_critic_target(
 
 
 def td3_actor_loss(q: Tensor) -> Tensor:
-    """Offline TD3 actor loss −mean_i Q(s_i, ã_i), with no behaviour-cloning term (spec §3.4).
+    """Offline TD3 actor loss −mean_i Q(s_i, ã_i), with no behaviour-cloning term (reference: ref-td3).
 
     q: N, the critic at the actor's noisy actions ã_i = π(s_i) + clipped noise: min(Q_1, Q_2), as the
     paper's code takes it (the original TD3 uses Q_1 alone); with no behaviour cloning, the minimum

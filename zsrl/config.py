@@ -33,7 +33,7 @@ METHOD_LABELS = {
 
 @dataclass
 class ConservativeConfig:
-    """The penalty of VC-FB, MC-FB and DVC-FB (paper_spec §2.8); FB ignores it."""
+    """The penalty of VC-FB, MC-FB and DVC-FB (reference: ref-conservative-hyperparameters); FB ignores it."""
 
     action_samples: int = 12  # K per state: uniform, π(s, z) at s, π(s', z) at s', dataset action
     ood_action_weight: float = 0.5  # share of the K samples drawn uniformly
@@ -48,7 +48,8 @@ class ConservativeConfig:
     penalty_states: float = 1.0
 
     def sample_counts(self) -> tuple[int, int]:
-        """(uniform samples, samples per policy/data source) of the K per state (spec §2.2)."""
+        """(uniform samples, samples per policy/data source) of the K per state (reference:
+        ref-action-samples)."""
         if not 0 < self.penalty_states <= 1:
             raise ValueError(f"penalty_states {self.penalty_states!r} must be in (0, 1]")
         w, k = self.ood_action_weight, self.action_samples
@@ -69,8 +70,9 @@ class ConservativeConfig:
 
 @dataclass
 class ForwardActorConfig:
-    """What FB and SF-LAP share (paper_spec §1.3, §3.1): a two-headed forward net over (s, a, z), the
-    z-conditioned actor, task-vector mixing and the optimisation. Defaults are the paper's."""
+    """What FB and SF-LAP share: a two-headed forward net over (s, a, z), the z-conditioned actor,
+    task-vector mixing and the optimisation. Defaults are the paper's (reference: ref-fb-architecture,
+    ref-sf-lap)."""
 
     z_dim: int = 50  # d; 100 on the maze
     discount: float = 0.98  # γ; 0.99 on the maze
@@ -100,7 +102,8 @@ class ForwardActorConfig:
 
 @dataclass
 class FBConfig(ForwardActorConfig):
-    """FB hyperparameters (paper_spec §1, Appendix A), and the penalty of its conservative variants."""
+    """FB hyperparameters (reference: ref-fb, ref-hyperparameters), and the penalty of its conservative
+    variants."""
 
     lr_fb: float = 1e-4  # Adam learning rate of F and B
     lr_b_coefficient: float = 1.0  # scales B's learning rate
@@ -118,7 +121,7 @@ class FBConfig(ForwardActorConfig):
 
 @dataclass
 class SFConfig(ForwardActorConfig):
-    """SF-LAP (paper_spec §3.1): Laplacian features φ(s) and successor features ψ(s, a, z) trained
+    """SF-LAP (reference: ref-sf-lap): Laplacian features φ(s) and successor features ψ(s, a, z) trained
     with a TD loss on Q = ψᵀz; ψ and the actor have FB's architecture."""
 
     lr_sf: float = 1e-4  # Adam learning rate of ψ
@@ -129,7 +132,7 @@ class SFConfig(ForwardActorConfig):
 
 @dataclass
 class GCIQLConfig:
-    """Goal-conditioned IQL, the value-only variant of the paper's code (paper_spec §3.2)."""
+    """Goal-conditioned IQL, the value-only variant of the paper's code (reference: ref-gciql)."""
 
     discount: float = 0.98  # γ (the paper's command-line value)
     batch_size: int = 1024
@@ -156,7 +159,7 @@ class GCIQLConfig:
 
 @dataclass
 class CQLConfig:
-    """Single-task CQL on SAC (paper_spec §3.3), with the Lagrangian α of the paper's ExORL runs."""
+    """Single-task CQL on SAC (reference: ref-cql), with the Lagrangian α of the paper's ExORL runs."""
 
     discount: float = 0.98
     batch_size: int = 1024
@@ -183,7 +186,7 @@ class CQLConfig:
 
 @dataclass
 class TD3Config:
-    """Offline TD3 without a behaviour-cloning term (paper_spec §3.4)."""
+    """Offline TD3 without a behaviour-cloning term (reference: ref-td3)."""
 
     discount: float = 0.98
     batch_size: int = 1024
@@ -211,14 +214,14 @@ AGENT_CONFIGS: dict[str, type] = {
 
 @dataclass
 class DataConfig:
-    """Which dataset to train on (paper_spec §6)."""
+    """Which dataset to train on (reference: ref-datasets)."""
 
     name: str = "uniform-reset"  # a collector name: random, uniform-reset
     episodes: int | None = None  # None: the collector's default (100k transitions)
     collect_seed: int = 0
-    n_transitions: int | None = None  # subsample to n (spec §6.2); None keeps all
+    n_transitions: int | None = None  # subsample to n (reference: ref-subsets); None keeps all
     subsample_seed: int = 42  # the subsample's own RNG, independent of the training seed
-    action_filter: str | None = None  # e.g. "no_left" (spec §6.3)
+    action_filter: str | None = None  # e.g. "no_left" (reference: ref-didactic)
 
 
 @dataclass
@@ -234,13 +237,13 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    episodes: int = 10  # rollouts per task per evaluation (spec §3.5)
+    episodes: int = 10  # rollouts per task per evaluation (reference: ref-evaluation)
     tasks: list[str] | None = None  # None: every task of the domain
     seed: int = 0  # start states of evaluation episodes (independent of training)
-    inference_samples: int = 10_000  # reward-labelled samples for reward tasks (spec §4)
-    goal_inference: str = (
-        "goal"  # goal tasks: z = B(goal) (spec §4), or "rewards" like reward tasks
-    )
+    # reward-labelled samples for reward tasks (reference: ref-task-inference)
+    inference_samples: int = 10_000
+    # goal tasks: z = B(goal) (reference: ref-task-inference), or "rewards" like reward tasks
+    goal_inference: str = "goal"
 
 
 @dataclass
@@ -331,13 +334,15 @@ def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
         raise ValueError(f"unknown {kind} {value!r}; valid choices: {choices}")
 
 
-# Sizes of the three scales, per agent config class. `paper` is spec Appendix A. `book` fits one FB
+# Sizes of the three scales, per agent config class. `paper` is the paper's (reference:
+# ref-hyperparameters). `book` fits one FB
 # run of the default maze experiment into about 15 minutes of this project's 2-core CPU, and gives
 # every baseline the same widths and batch; `quick` runs in seconds for tests.
 _FORWARD_ACTOR_SCALE: dict[str, dict[str, Any]] = {
     "paper": {},
     "book": dict(
-        layernorm_input=True,  # raw observations, Linear→LayerNorm→Tanh first layers (spec §1.3)
+        # raw observations, Linear→LayerNorm→Tanh first layers (reference: ref-fb-architecture)
+        layernorm_input=True,
         batch_size=256,
         preprocessor_hidden=256,
         preprocessor_layers=1,
@@ -413,12 +418,13 @@ _SCALE_CONSERVATIVE: dict[str, dict[str, Any]] = {
     "book": dict(penalty_states=0.25),
     "quick": {},
 }
-# Per-method overrides (spec §2.8: the conservative variants train the actor more slowly).
+# Per-method overrides: the conservative variants train the actor more slowly (reference:
+# ref-conservative-hyperparameters).
 _METHOD_AGENT: dict[str, dict[str, Any]] = {
     name: dict(lr_actor=3e-5) for name in CONSERVATIVE_METHODS
 }
-# Per-domain overrides (spec §1.6, §3.1: d 100 and γ 0.99 on the maze for FB and SF-LAP; the paper's
-# GC-IQL, CQL and TD3 keep γ 0.98 everywhere).
+# Per-domain overrides: d 100 and γ 0.99 on the maze for FB and SF-LAP; the paper's GC-IQL, CQL and
+# TD3 keep γ 0.98 everywhere (reference: ref-fb-optimisation, ref-sf-lap).
 _DOMAIN_AGENT: dict[tuple[type, str], dict[str, Any]] = {
     (FBConfig, "point_mass_maze"): dict(z_dim=100, discount=0.99),
     (SFConfig, "point_mass_maze"): dict(z_dim=100, discount=0.99),

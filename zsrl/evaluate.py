@@ -24,7 +24,7 @@ __all__ = ["GOAL_INFERENCE", "TaskResult", "evaluate", "infer_task_vectors", "re
 @dataclass
 class TaskResult:
     returns: list[float]  # one per episode
-    score: float  # IQM over episodes (spec §3.5)
+    score: float  # IQM over episodes (reference: ref-evaluation)
     # goal tasks: distance to the goal at the end of each episode
     final_distance: list[float] | None
     # physics states along each episode (episodes x steps+1 x P), only when asked for: not in records

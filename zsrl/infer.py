@@ -1,11 +1,11 @@
-"""Zero-shot task inference: what a model is told about a task before it acts (paper_spec §4).
+"""Zero-shot task inference: what a model is told about a task before it acts (reference: ref-task-inference).
 
 A reward task is described by reward-labelled samples: ``inference_samples`` transitions of the
-training data, drawn with the evaluation seed, labelled from their stored next physics states (never by
-re-stepping a simulator, spec §9 item 5). A goal task is described by its goal observation, or, with
-``goal_inference="rewards"``, by its reward like any other task. Each method turns that description
-into its own task context: FB a task vector z, SF-LAP a least-squares z or goal features, GC-IQL a goal
-observation; single-task methods need none.
+training data, drawn with the evaluation seed, labelled from their stored next physics states (never
+by re-stepping a simulator; reference: ref-bug-labels). A goal task is described by its goal
+observation, or, with ``goal_inference="rewards"``, by its reward like any other task. Each method
+turns that description into its own task context: FB a task vector z, SF-LAP a least-squares z or
+goal features, GC-IQL a goal observation; single-task methods need none.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def infer_task_vectors(
     goal_inference: str = "goal",
 ) -> Tensor:
     """FB's z for each task (tasks x d): √d·normalise(B(goal)) for goal tasks, else the
-    reward-weighted mean of B over the labelled samples, normalised (spec §4).
+    reward-weighted mean of B over the labelled samples, normalised (reference: ref-task-inference).
 
     ``model`` is an :class:`~zsrl.model.FBModel` or anything with its ``infer_z_from_goal``,
     ``infer_z_from_rewards`` and ``obs_mean`` buffer.

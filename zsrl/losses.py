@@ -1,6 +1,6 @@
 """The maths of FB as pure functions of tensors, named after the equations they implement.
 
-Notation (paper_spec §1): a batch of N transitions (s_i, a_i, s'_i) with task vectors z_i in R^d;
+Notation (reference: ref-fb): a batch of N transitions (s_i, a_i, s'_i) with task vectors z_i in R^d;
 F(s, a, z) in R^d has two heads F_1, F_2; B(s) in R^d is normalised to norm √d. The successor measure
 is M(s, a, s+, z) = F(s, a, z)ᵀ B(s+), so a batch gives an N x N matrix of measures from every (s_i, a_i)
 towards every s'_l, and Q(s, a, z) = F(s, a, z)ᵀ z.
@@ -33,7 +33,7 @@ TARGET_HEADS = ("min", "mean")
 
 
 def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor, heads: str = "min") -> Tensor:
-    """M̄[i,l] = min_j F̄_j(s'_i, a'_i, z_i)ᵀ B̄(s'_l), the pessimistic target measure (spec §1.4).
+    """M̄[i,l] = min_j F̄_j(s'_i, a'_i, z_i)ᵀ B̄(s'_l), the pessimistic target measure (reference: ref-fb-loss).
 
     Book eq. (eq-fb-target), chapter "FB representations". ``heads="mean"`` averages the two heads
     instead of taking their minimum, as Meta Motivo's FB does (its actor still takes the minimum):
@@ -54,7 +54,7 @@ def target_measure(F1_next: Tensor, F2_next: Tensor, B_next: Tensor, heads: str 
 def fb_measure_loss(
     F1: Tensor, F2: Tensor, B_next: Tensor, target_M: Tensor, discount: Tensor | float
 ) -> FBLoss:
-    """The FB Bellman loss on the successor measure (spec §1.4; book eq. (eq-fb-measure-loss)).
+    """The FB Bellman loss on the successor measure (reference: ref-fb-loss; book eq. (eq-fb-measure-loss)).
 
     L_FB = ½ Σ_j mean_{i≠l} (F_j(s_i,a_i,z_i)ᵀB(s'_l) − γ_i M̄[i,l])² − Σ_j mean_i F_j(s_i,a_i,z_i)ᵀB(s'_i)
 
@@ -74,7 +74,8 @@ def fb_measure_loss(
 
 
 def orthonormality_loss(B: Tensor, coefficient: float = 1.0) -> Tensor:
-    """λ·(mean_{i≠l} C[i,l]² − 2·mean_i C[i,i]) with C = B Bᵀ (spec §1.5; book eq. (eq-ortho-loss)).
+    """λ·(mean_{i≠l} C[i,l]² − 2·mean_i C[i,i]) with C = B Bᵀ (reference: ref-ortho; book eq.
+    (eq-ortho-loss)).
 
     Pushes E_ρ[B(s)B(s)ᵀ] towards the identity. With B normalised to norm √d the diagonal is the
     constant d, so only the off-diagonal part gives a gradient. B: N x d.
@@ -89,7 +90,7 @@ def q_min(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
 
 
 def actor_loss(F1: Tensor, F2: Tensor, z: Tensor) -> Tensor:
-    """L_π = −mean_i min_j F_j(s_i, ã_i, z_i)ᵀ z_i, with ã_i ~ π(s_i, z_i) (spec §1.7).
+    """L_π = −mean_i min_j F_j(s_i, ã_i, z_i)ᵀ z_i, with ã_i ~ π(s_i, z_i) (reference: ref-actor).
 
     Book eq. (eq-actor-loss), chapter "FB representations".
     """
@@ -124,7 +125,8 @@ def normalise_to_sphere(x: Tensor) -> Tensor:
 
 
 def sample_sphere(n: int, d: int, device: torch.device | str = "cpu") -> Tensor:
-    """n task vectors uniform on the sphere of radius √d: z = √d · g/‖g‖, g ~ N(0, I) (spec §1.2)."""
+    """n task vectors uniform on the sphere of radius √d: z = √d · g/‖g‖, g ~ N(0, I) (reference:
+    ref-z-sampling)."""
     return normalise_to_sphere(torch.randn(n, d, device=device))  # n x d
 
 
@@ -132,7 +134,7 @@ def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> tuple[Tensor, Te
     """Replace each row of ``z_prior`` by the row of ``z_backward`` with probability ``ratio``.
 
     z_backward holds √d·normalise(B(s_perm(i))) for a random permutation of the batch's states
-    (spec §1.2). The Bernoulli mask is drawn on the tensors' device: no host synchronisation.
+    (reference: ref-z-sampling). The Bernoulli mask is drawn on the tensors' device: no host synchronisation.
     Returns the mixed task vectors (N x d) and the mask of rows taken from B (N, bool).
     """
     use_backward = torch.rand(z_prior.shape[0], 1, device=z_prior.device) < ratio  # N x 1
@@ -140,7 +142,8 @@ def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> tuple[Tensor, Te
 
 
 def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
-    """Task inference z_r = √d · normalise(mean_k r_k B(s_k)) (spec §4). B: n x d, rewards: n.
+    """Task inference z_r = √d · normalise(mean_k r_k B(s_k)) (reference: ref-task-inference).
+    B: n x d, rewards: n.
 
     Book eq. (eq-z-inference), chapter "FB representations".
     """
@@ -148,12 +151,13 @@ def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Conservative FB (paper_spec §2). Each function takes the forward heads already evaluated at the K
-# action samples of every state (see zsrl.agents.cfb for how they are drawn) and is pure.
+# Conservative FB (reference: ref-conservative). Each function takes the forward heads already
+# evaluated at the K action samples of every state (see zsrl.agents.cfb for how they are drawn) and is
+# pure.
 
 
 def vc_penalty(Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data: Tensor) -> Tensor:
-    """The value-conservative penalty of VC-FB (spec §2.1, §2.3; book eq. (eq-vc-penalty)).
+    """The value-conservative penalty of VC-FB (reference: ref-vc-penalty; book eq. (eq-vc-penalty)).
 
     P_VC = Σ_j mean_i logsumexp_k Q_j^(k)(i) − mean_i Σ_j Q_j(s_i, a_i, z_i), Q_j = F_jᵀz:
     the CQL gap between a soft maximum of Q over sampled actions and Q of the dataset action.
@@ -166,7 +170,7 @@ def vc_penalty(Q1_samples: Tensor, Q2_samples: Tensor, Q1_data: Tensor, Q2_data:
 
 
 def mc_penalty(M1_samples: Tensor, M2_samples: Tensor, M1_data: Tensor, M2_data: Tensor) -> Tensor:
-    """The measure-conservative penalty of MC-FB (spec §2.1, §2.4; book eq. (eq-mc-penalty)).
+    """The measure-conservative penalty of MC-FB (reference: ref-mc-penalty; book eq. (eq-mc-penalty)).
 
     P_MC = Σ_j mean_{i,l} logsumexp_k M_j^(k)[i,l] − mean_{i,l} Σ_j M_j[i,l], with
     M_j^(k)[i,l] = F_j(x_i^(k), a_i^(k), z_i)ᵀB(s'_l): the same gap as VC-FB, on the successor measure
@@ -185,7 +189,7 @@ def masked_vc_penalty(
 
     Book eq. (eq-dvc-penalty), chapter "Conservative FB".
 
-    DVC-FB (spec §2.7, not released by the paper) makes the value conservative only for task vectors
+    DVC-FB (not released by the paper; reference: ref-dvc) makes the value conservative only for task vectors
     taken from the backward model, z = B(s⁺) with s⁺ ~ D:
 
     P_DVC = E_{s, s⁺ ~ D}[ Σ_j logsumexp_k F_j(s, a^(k), B(s⁺))ᵀB(s⁺) − Σ_j F_j(s, a, B(s⁺))ᵀB(s⁺) ].
@@ -201,7 +205,7 @@ def masked_vc_penalty(
 
 
 def lagrange_alpha_loss(log_alpha: Tensor, penalty: Tensor, target: float) -> Tensor:
-    """Dual loss of the Lagrange multiplier α = exp(log α) (spec §2.5): −½·α·(P − τ).
+    """Dual loss of the Lagrange multiplier α = exp(log α) (reference: ref-lagrange): −½·α·(P − τ).
 
     Book eq. (eq-lagrange-alpha), chapter "Conservative FB".
 

@@ -113,7 +113,8 @@ class FBModel(PolicyModel):
         seed: int = 0,
         goal_inference: str = "goal",
     ) -> Tensor:
-        """z for each task (tasks x d), spec §4: see :func:`zsrl.infer.infer_task_vectors`."""
+        """z for each task (tasks x d; reference: ref-task-inference): see
+        :func:`zsrl.infer.infer_task_vectors`."""
         return infer_task_vectors(self, tasks, dataset, inference_samples, seed, goal_inference)
 
     def forward(self, obs: Tensor, action: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -137,7 +138,8 @@ class FBModel(PolicyModel):
 
     @torch.no_grad()
     def infer_z_from_rewards(self, next_obs: Tensor, rewards: Tensor) -> Tensor:
-        """z_r = √d·normalise(mean_k r_k B(s_k)) from reward-labelled states (spec §4): d."""
+        """z_r = √d·normalise(mean_k r_k B(s_k)) from reward-labelled states: d (reference:
+        ref-task-inference)."""
         return infer_z_from_rewards(self.backward(next_obs), rewards)
 
     @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Networks (paper_spec §1.3, §3): MLPs; FB's forward net F, backward net B and actor π; the
-baselines' twin critics and squashed-Gaussian actor."""
+"""Networks: MLPs; FB's forward net F, backward net B and actor π; the baselines' twin critics and
+squashed-Gaussian actor (reference: ref-fb-architecture, ref-baselines)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,8 @@ class BackwardNet(nn.Module):
 
 
 class Actor(nn.Module):
-    """π(s, z): preprocessors on s and on [s, z], a trunk, and a tanh mean (spec §1.3)."""
+    """π(s, z): preprocessors on s and on [s, z], a trunk, and a tanh mean (reference:
+    ref-fb-architecture)."""
 
     def __init__(self, obs_dim: int, action_dim: int, z_dim: int, cfg) -> None:
         super().__init__()
@@ -164,7 +165,7 @@ def truncated_normal_sample(mean: Tensor, std: float, clip: float) -> Tensor:
 
 class TwinMLP(nn.Module):
     """Two independent scalar MLPs on one input: the double critics Q_1, Q_2(s, a) of CQL and TD3 and
-    the double values V_1, V_2(s, g) of GC-IQL (paper_spec §3.2-§3.4)."""
+    the double values V_1, V_2(s, g) of GC-IQL (reference: ref-gciql, ref-cql, ref-td3)."""
 
     def __init__(self, inp: int, hidden: int, layers: int, layernorm_input: bool) -> None:
         super().__init__()
@@ -176,7 +177,8 @@ class TwinMLP(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """A Gaussian policy squashed by tanh into (−1, 1)^A (CQL's and GC-IQL's actors, spec §3.2-§3.3).
+    """A Gaussian policy squashed by tanh into (−1, 1)^A (CQL's and GC-IQL's actors; reference:
+    ref-gciql, ref-cql).
 
     The MLP outputs the mean and log σ of the pre-tanh Gaussian. log σ is kept in [log_std_min,
     log_std_max] either by a hard clamp (CQL) or smoothly, min + (max − min)·(tanh(x) + 1)/2 (GC-IQL).

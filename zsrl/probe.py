@@ -1,6 +1,7 @@
 """The value probe: how much F values the actions the dataset holds against those it does not.
 
-FB's failure on small or narrow data (paper_spec §2, the paper's Figure 2) shows as predicted values
+FB's failure on small or narrow data (the paper's Figure 2; reference: ref-size-ablations,
+ref-conservative) shows as predicted values
 Q(s, a, z) = min_j F_j(s, a, z)ᵀz that are higher for actions outside the data than for the dataset's own.
 The probe scores one fixed set of dataset states and task vectors three ways: with the dataset
 action, with a uniform random action, and with the policy's action. It draws from its own generator,

@@ -259,9 +259,9 @@ def compare_methods(
     stratified bootstrap 95 % interval. The first label is the reference by default.
 
     ``normalise_to`` (a label, e.g. CQL's) adds every method's IQM as a percentage of that method's
-    IQM, the paper's normalisation (spec §7: 100 × IQM(method) / IQM(CQL), pooled over runs and
-    tasks); the interval scales the method's own interval by the same constant, treating the
-    reference's IQM as the fixed 100 % line the paper draws.
+    IQM, the paper's normalisation (100 × IQM(method) / IQM(CQL), pooled over runs and tasks;
+    reference: ref-aggregation); the interval scales the method's own interval by the same constant,
+    treating the reference's IQM as the fixed 100 % line the paper draws.
     """
     from zsrl.stats import probability_of_improvement_ci
 
@@ -301,7 +301,8 @@ def compare_methods(
 def normalised_iqm(
     summaries: dict[str, Any], to: str, which: str = "best", min_base: float = MIN_REFERENCE_IQM
 ) -> dict[str, Any]:
-    """Each method's IQM (and its interval) as a percentage of method ``to``'s IQM (spec §7).
+    """Each method's IQM (and its interval) as a percentage of method ``to``'s IQM (reference:
+    ref-aggregation).
 
     A reference IQM under ``min_base`` leaves nothing to normalise by (the maze's reward is never
     exactly 0, so a policy that never nears the goal still earns some 1e-70): the result then says

@@ -78,7 +78,7 @@ def resolve_device(name: str) -> torch.device:
 def prepare_dataset(
     cfg: RunConfig, data_root: Path | None = None, progress: bool = True
 ) -> Dataset:
-    """The training data of a run: the named dataset, subsampled, then filtered (spec §6)."""
+    """The training data of a run: the named dataset, subsampled, then filtered (reference: ref-datasets)."""
     spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
     dataset = load_or_collect(spec, root=data_root, progress=progress)
     if cfg.data.n_transitions is not None:

@@ -63,7 +63,8 @@ def soft_update(target: list[Tensor], online: list[Tensor], tau: float) -> None:
 
 
 class LagrangeMultiplier:
-    """A penalty weight α = exp(log α), tuned by dual steps towards a budget τ (spec §2.5), or fixed.
+    """A penalty weight α = exp(log α), tuned by dual steps towards a budget τ, or fixed (reference:
+    ref-lagrange).
 
     VC-FB, MC-FB, DVC-FB and CQL share it. The dual step on a batch's penalty comes before α weights
     that penalty in the critic loss; the α it returns is detached and clamped to [0, ALPHA_MAX].

@@ -1,4 +1,4 @@
-"""Conservative FB: VC-FB, MC-FB and DVC-FB (paper_spec §2).
+"""Conservative FB: VC-FB, MC-FB and DVC-FB (reference: ref-conservative).
 
 FB's measure loss bootstraps from F(s', π(s', z), z), and the actor chases whatever F says is best, so
 F is queried at actions the dataset never shows; on small or narrow data their values are
@@ -50,7 +50,7 @@ class ConservativeFBAgent(FBAgent):
     def sample_actions(
         self, batch: Batch, mean: Tensor, next_mean: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """The sampled actions of spec §2.2, drawn without gradient.
+        """The sampled actions of the penalty (reference: ref-action-samples), drawn without gradient.
 
         mean, next_mean: N x A policy means π(s, z) and π(s', z). Returns the actions scored at s,
         (n_uniform + n_policy) x N x A (uniform first, then noisy π(s, z)), and those scored at s',
@@ -73,7 +73,8 @@ class ConservativeFBAgent(FBAgent):
     ) -> tuple[Tensor, Tensor]:
         """F_1, F_2 at all K samples of every state, K x N x d each, in one batched call.
 
-        The last n_policy samples are copies of the dataset action's F (spec §2.2), with gradient.
+        The last n_policy samples are copies of the dataset action's F, with gradient (reference:
+        ref-action-samples).
         """
         net = self.model.forward_net
         n_s, n_next = at_s.shape[0], at_next.shape[0]
@@ -108,7 +109,7 @@ class ConservativeFBAgent(FBAgent):
     def critic_loss(
         self, batch: Batch, z: Tensor, from_backward: Tensor, mean: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """L_FB + L_ortho + α·P, after a dual step on α (spec §2.9).
+        """L_FB + L_ortho + α·P, after a dual step on α (reference: ref-conservative-update).
 
         The penalty is taken over the first ``penalty_states`` share of the batch (all of it by
         default); the batch is drawn at random, so any rows are a uniform subset. MC-FB still scores

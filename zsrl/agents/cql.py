@@ -1,4 +1,4 @@
-"""Conservative Q-learning on soft actor-critic (paper_spec §3.3): the single-task offline RL reference.
+"""Conservative Q-learning on soft actor-critic (reference: ref-cql): the single-task offline RL reference.
 
 Trained on one task's rewards, relabelled from the stored physics states; its policy ignores the task,
 so it is evaluated on the task it was trained for only (the paper's normalised plots put it at 100 %).
@@ -7,8 +7,9 @@ SAC part: twin ReLU critics Q_1, Q_2(s, a) regress the soft Bellman target
 r + γ·(min_k Q̄_k(s', a') − β·log π(a' | s')), a' ~ π(s'), with β SAC's learnable entropy temperature
 (target entropy −|A|). The critics bootstrap at every transition: dm_control episodes end at a time
 limit, never at a terminal state, and a time limit is not a terminal (the paper's code misaligned its
-``not_done`` flags, spec §9 item 8). The tanh-Gaussian actor hard-clamps log σ to [−5, 2], the
-behaviour of the paper's code before its CQL broke (spec §9 item 2), and is updated every step.
+``not_done`` flags; reference: ref-bug-not-done). The tanh-Gaussian actor hard-clamps log σ to
+[−5, 2], the behaviour of the paper's code before its CQL broke (reference: ref-bug-cql), and is
+updated every step.
 
 CQL part: each critic pays the penalty mean_i [logsumexp_j Q(s_i, a_j) − Q(s_i, a_i)] over
 ``cql_samples`` actions from each of U[−1, 1]^A, π(s) and π(s') — all scored at s, as the paper's code
@@ -49,7 +50,7 @@ class CQLModel(SingleTaskModel):
             cfg.actor_layers,
             cfg.log_std_min,
             cfg.log_std_max,
-            smooth_log_std=False,  # hard clamp of log σ (spec §3.3, §9 item 2)
+            smooth_log_std=False,  # hard clamp of log σ (reference: ref-cql, ref-bug-cql)
         )
 
     def act(self, obs: Tensor, context: Context = None, noisy: bool = False) -> Tensor:
@@ -88,7 +89,7 @@ class CQLAgent(Agent):
     def penalty_actions(self, batch: Batch) -> Tensor:
         """The CQL actions, drawn without gradient: K uniform, K from π(s), K from π(s'). 3K x N x A.
 
-        All of them are scored at s by :meth:`critic_loss`, π(s') ones included (spec §3.3).
+        All of them are scored at s by :meth:`critic_loss`, π(s') ones included (reference: ref-cql).
         """
         k, (n, a) = self.cfg.cql_samples, batch.action.shape
         with torch.no_grad():
@@ -100,8 +101,8 @@ class CQLAgent(Agent):
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """MSE of both critics to the soft Bellman target + α·(CQL penalty of Q_1 + that of Q_2).
 
-        The Lagrangian α takes its dual step on this batch's penalty first (as VC-FB, spec §2.5), and
-        the data action and the 3K sampled ones go through the critics in one call.
+        The Lagrangian α takes its dual step on this batch's penalty first (as VC-FB; reference:
+        ref-lagrange), and the data action and the 3K sampled ones go through the critics in one call.
         """
         cfg, model = self.cfg, self.model
         temperature = self.log_temperature.detach().exp()  # scalar

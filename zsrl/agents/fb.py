@@ -1,10 +1,10 @@
 """The FB agent: trains an :class:`~zsrl.model.FBModel` offline from reward-free transitions.
 
-One update (paper_spec §1.8): draw and mix task vectors, take an Adam step on the FB measure loss plus
-the orthonormality loss, then an actor step, then Polyak-average the target F̄ and B̄. The update makes no
-host synchronisation: its metrics come back as device tensors for the trainer to gather every k steps.
-Gradient clamping and target averaging use the ``torch._foreach_*`` kernels, with no Python loop over
-parameters (:mod:`zsrl.agents.base`).
+One update (reference: ref-fb-update): draw and mix task vectors, take an Adam step on the FB
+measure loss plus the orthonormality loss, then an actor step, then Polyak-average the target F̄ and
+B̄. The update makes no host synchronisation: its metrics come back as device tensors for the
+trainer to gather every k steps. Gradient clamping and target averaging use the ``torch._foreach_*``
+kernels, with no Python loop over parameters (:mod:`zsrl.agents.base`).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class FBAgent(Agent):
         mean: Tensor | None = None,
         data_action: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """One actor step: DDPG-style on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §1.7), or, with
+        """One actor step: DDPG-style on −min_j F_j(s, ã, z)ᵀz, ã ~ π(s, z) (reference: ref-actor), or, with
         ``actor_objective="awr"``, advantage-weighted regression towards the dataset's actions.
 
         ``mean``: π(s, z) with its graph, if the caller computed it already (N x A);

@@ -1,20 +1,22 @@
-"""Goal-conditioned IQL with values only (paper_spec §3.2): a zero-shot baseline that reaches goal states.
+"""Goal-conditioned IQL with values only: a zero-shot baseline that reaches goal states (reference:
+ref-gciql).
 
 GC-IQL learns the value V(s, g) of reaching a goal observation g from s, with reward −1 per step until
 s equals g exactly (then 0, and no bootstrapping). Goals are states of the dataset: for each sampled
 transition a future state of its episode (t + Geometric(0.01) steps, capped at the episode's end), a
-random state of its episode, or the current state itself (spec §3.2). There is no Q network: the
+random state of its episode, or the current state itself (reference: ref-gciql). There is no Q network: the
 expectile loss uses the backed-up target values r + γ·V̄(s', g) in place of Q(s, a, g), and the actor is
 trained by advantage-weighted regression on the dataset's actions, so the policy never queries a value
 at an action outside the data.
 
-Departures from the paper's code, both deliberate (spec §9 item 9): goals are drawn afresh for every
-batch, as HIQL does, where the code drew one goal per transition at load time and kept it for all of
-training; and the log-probability of a dataset action at ±1 exactly, infinite under a tanh-squashed
-Gaussian, is guarded (:meth:`zsrl.nets.TanhGaussianActor.log_prob`).
+Departures from the paper's code, both deliberate (reference: ref-bug-gciql-goals): goals are drawn
+afresh for every batch, as HIQL does, where the code drew one goal per transition at load time and
+kept it for all of training; and the log-probability of a dataset action at ±1 exactly, infinite
+under a tanh-squashed Gaussian, is guarded (:meth:`zsrl.nets.TanhGaussianActor.log_prob`).
 
 At test time the policy is conditioned on a goal observation: the task's own goal for goal-reaching
-tasks, and otherwise the reward-labelled sample with the highest reward (spec §3.2 "test-time goal").
+tasks, and otherwise the reward-labelled sample with the highest reward (reference: ref-gciql, "the
+goal at test time").
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class GCIQLModel(PolicyModel):
 
     Both take the concatenation [s, g] of two standardised observations. The values' first layer is
     Linear→LayerNorm→Tanh; the actor is a plain ReLU MLP whose log σ is squashed smoothly into
-    [log_std_min, log_std_max] (spec §3.2). The task context is a goal observation per task.
+    [log_std_min, log_std_max] (reference: ref-gciql). The task context is a goal observation per task.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: GCIQLConfig) -> None:
@@ -70,7 +72,7 @@ class GCIQLModel(PolicyModel):
         seed: int = 0,
         goal_inference: str = "goal",
     ) -> Tensor:
-        """A raw goal observation per task (tasks x O), spec §3.2.
+        """A raw goal observation per task (tasks x O; reference: ref-gciql).
 
         A goal task gives its goal observation (unless ``goal_inference="rewards"``); any other task
         gives the next observation with the highest reward among its ``inference_samples``
@@ -123,7 +125,8 @@ class GCIQLAgent(Agent):
         return cached[1]
 
     def sample_batch(self, data: TrainingData) -> Batch:
-        """``batch_size`` uniform transitions, each with a goal drawn for this batch (spec §3.2, §9).
+        """``batch_size`` uniform transitions, each with a goal drawn for this batch (reference:
+        ref-gciql, ref-bug-gciql-goals).
 
         The indices and the numpy generator's seed both come from torch's CPU generator, so that a
         checkpoint (which saves torch's RNG state) resumes with the same batches.

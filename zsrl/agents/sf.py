@@ -1,21 +1,21 @@
-"""SF-LAP: universal successor features on Laplacian eigenfunction features (paper_spec §3.1).
+"""SF-LAP: universal successor features on Laplacian eigenfunction features (reference: ref-sf-lap).
 
 A zero-shot baseline shaped like FB. Where FB learns the measure F(s, a, z)ᵀB(s⁺), SF-LAP first learns
 features φ(s) (norm √d) by a Laplacian loss, smoothness along transitions plus FB's orthonormality
 term, and then successor features ψ(s, a, z) by TD on Q = ψᵀz, with φ(s')ᵀz as the reward of task z.
 ψ and the actor π(s, z) have FB's forward-net and actor architectures.
 
-Tasks are told to the policy differently from FB (spec §3.1, §4):
+Tasks are told to the policy differently from FB (reference: ref-sf-lap, ref-task-inference):
 
 - a reward task, by z = √d·normalise(argmin_w ‖φ(S)w − r‖²), a least-squares regression of the
   labelled rewards on the features (not FB's reward-weighted mean);
 - a goal task, by the goal's features φ(g): the policy's z is recomputed at every control step from
   the current state, z = √d·normalise(φ(g) − φ(s_t)). The paper's code crashed on the maze's goal
-  tasks (spec §9 item 3); here the context carries φ(g) and :meth:`SFModel.act` recomputes z.
+  tasks (reference: ref-bug-sf-maze); here the context carries φ(g) and :meth:`SFModel.act` recomputes z.
 
 The actor's and the target-smoothing noise is ``cfg.actor_std`` always: evaluation uses the mean
-action and changes no noise setting (the paper's code left it at 0.05 after the first evaluation, spec
-§9 item 4). One update makes no host synchronisation.
+action and changes no noise setting (the paper's code left it at 0.05 after the first evaluation;
+reference: ref-bug-sf-noise). One update makes no host synchronisation.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class SFContext(NamedTuple):
 
 class SFModel(PolicyModel):
     """Features φ(s), successor features ψ(s, a, z) → (ψ_1, ψ_2), the actor π(s, z), and the
-    inference of a task's context from labelled rewards or a goal (spec §3.1)."""
+    inference of a task's context from labelled rewards or a goal (reference: ref-sf-lap)."""
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: SFConfig) -> None:
         super().__init__(obs_dim, action_dim, cfg)
@@ -70,7 +70,7 @@ class SFModel(PolicyModel):
         """The z of every row (N x d) at standardised observations ``obs`` (N x O).
 
         A plain tensor is z itself. An :class:`SFContext` gives its z on reward rows and
-        √d·normalise(φ(g) − φ(s)) on goal rows, recomputed from the current state (spec §3.1).
+        √d·normalise(φ(g) − φ(s)) on goal rows, recomputed from the current state (reference: ref-sf-lap).
         """
         if not isinstance(context, SFContext):
             return context  # N x d
@@ -106,7 +106,8 @@ class SFModel(PolicyModel):
 
     @torch.no_grad()
     def infer_z_from_rewards(self, next_obs: Tensor, rewards: Tensor) -> Tensor:
-        """z = √d·normalise(least-squares w of φ(S)w ≈ r) from labelled raw states (spec §3.1): d."""
+        """z = √d·normalise(least-squares w of φ(S)w ≈ r) from labelled raw states: d (reference:
+        ref-sf-lap)."""
         return bl.sf_z_from_features(self.features(next_obs), rewards)
 
     @torch.no_grad()
@@ -119,7 +120,8 @@ class SFModel(PolicyModel):
         goal_inference: str = "goal",
     ) -> SFContext:
         """One :class:`SFContext` row per task: least-squares z for reward tasks (and goal tasks
-        when ``goal_inference="rewards"``), φ(g) for goal tasks (spec §3.1, §4)."""
+        when ``goal_inference="rewards"``), φ(g) for goal tasks (reference: ref-sf-lap,
+        ref-task-inference)."""
         inferred = infer_each_task(
             tasks,
             self.features,  # φ(g)
@@ -142,7 +144,7 @@ class SFModel(PolicyModel):
 
 
 class SFAgent(Agent):
-    """Optimisers of φ, ψ and π, the target ψ̄, and SF-LAP's update rule (spec §3.1).
+    """Optimisers of φ, ψ and π, the target ψ̄, and SF-LAP's update rule (reference: ref-sf-lap).
 
     One update: draw z (sphere samples, a share from the features of shuffled next states), take an
     Adam step on the Laplacian feature loss, one on the SF TD loss on Q, then an actor step, then
@@ -171,7 +173,7 @@ class SFAgent(Agent):
 
     def sample_z(self, phi_next: Tensor) -> tuple[Tensor, Tensor]:
         """Task vectors for a batch: sphere samples, a share ``z_mix_ratio`` replaced by
-        √d·normalise(φ(s'_perm) C⁺) of shuffled next states (spec §3.1).
+        √d·normalise(φ(s'_perm) C⁺) of shuffled next states (reference: ref-sf-lap).
 
         phi_next: N x d features of the batch's next states (detached here). Returns z (N x d) and
         the mask of the rows taken from the features (N, bool).
@@ -183,7 +185,8 @@ class SFAgent(Agent):
         return losses.mix_z(z, z_features, self.cfg.z_mix_ratio)
 
     def update_actor(self, obs: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """One DDPG-style actor step on −min_j ψ_j(s, ã, z)ᵀz, ã ~ π(s, z) (spec §3.1, §1.7)."""
+        """One DDPG-style actor step on −min_j ψ_j(s, ã, z)ᵀz, ã ~ π(s, z) (reference: ref-sf-lap,
+        ref-actor)."""
         action = self._noisy(self.model.actor(obs, z))  # N x A
         psi1, psi2 = self.model.successor_net(obs, action, z)  # N x d each
         loss = losses.actor_loss(psi1, psi2, z)

@@ -1,9 +1,9 @@
-"""Offline TD3, without a behaviour-cloning term (paper_spec §3.4): a single-task baseline.
+"""Offline TD3, without a behaviour-cloning term (reference: ref-td3): a single-task baseline.
 
 Trained on one task's rewards, relabelled from the stored physics states; its policy ignores the task,
 so it is evaluated on the task it was trained for only. The critics bootstrap at every transition:
 dm_control episodes end at a time limit, never at a terminal state, and a time limit is not a
-terminal (the paper's code misaligned its ``not_done`` flags, spec §9 item 8).
+terminal (the paper's code misaligned its ``not_done`` flags; reference: ref-bug-not-done).
 
 As in FB, the next action is the online actor's, with the same truncated-normal smoothing noise
 (σ 0.2, clipped at 0.3); there is no target actor. The critics are Polyak-averaged every update.

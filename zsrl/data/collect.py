@@ -3,7 +3,7 @@
 The two open-loop collectors act with uniform random actions, so whole batches of episodes are
 simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one ``env.step`` at a time:
 
-- ``random``: episodes from the domain's usual start distribution, like ExORL's RANDOM (spec §6.1);
+- ``random``: episodes from the domain's usual start distribution, like ExORL's RANDOM (reference: ref-exorl);
 - ``uniform-reset``: short episodes (10 steps) from states drawn uniformly over the free space
   (positions and velocities), a cheap dataset that covers the whole state space.
 

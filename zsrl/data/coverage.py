@@ -1,4 +1,5 @@
-"""How much of the point-mass maze a dataset covers (paper Figure 8's heat maps, spec §6.1).
+"""How much of the point-mass maze a dataset covers (paper Figure 8's heat maps;
+reference: ref-exorl).
 
 The maze is cut into ``bins x bins`` square cells over the arena; a cell is free space when its centre
 is off the interior walls (for the mass's centre). A dataset's coverage is the histogram of the (x, y)

@@ -1,8 +1,9 @@
 """The one on-disk dataset format: transitions in an ``.npz`` (no pickle) plus a JSON metadata string.
 
 Each row is a transition (s_t, a_t, s_{t+1}) with the physics states on both sides, so rewards for any
-task are recomputed from ``next_physics`` (spec §1.1 and §9 item 5) instead of being stored as the only
-truth. Files are written atomically and carry a SHA-256 checksum in a sidecar, checked on load.
+task are recomputed from ``next_physics`` (reference: ref-transitions, ref-bug-labels) instead of
+being stored as the only truth. Files are written atomically and carry a SHA-256 checksum in a
+sidecar, checked on load.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Dataset:
         return Dataset(**arrays, meta={**self.meta, **meta}, step=self.step[index])
 
     def subsample(self, n: int, seed: int = 42) -> Dataset:
-        """n transitions drawn uniformly without replacement with a private RNG (spec §6.2).
+        """n transitions drawn uniformly without replacement with a private RNG (reference: ref-subsets).
 
         The seed is the dataset's own, independent of the training seed, so every method and every
         training seed sees the same transitions.
@@ -73,7 +74,7 @@ class Dataset:
         return self.select(index, subsample={"n": n, "seed": seed})
 
     def filter_actions(self, name: str) -> Dataset:
-        """Keep the transitions whose action passes the named filter (spec §6.3)."""
+        """Keep the transitions whose action passes the named filter (reference: ref-didactic)."""
         keep = get_action_filter(name)(self.action)
         return self.select(keep, action_filter=name)
 
@@ -151,7 +152,7 @@ def sha256_file(path: Path) -> str:
 ActionFilter = Callable[[np.ndarray], np.ndarray]
 
 # Named filters on the action; each returns the mask of transitions to keep. "no_left" is the
-# didactic experiment's (spec §6.3): keep a[0] > 0, i.e. drop every action pushing left.
+# didactic experiment's (reference: ref-didactic): keep a[0] > 0, i.e. drop every action pushing left.
 ACTION_FILTERS: dict[str, ActionFilter] = {
     "no_left": lambda a: a[:, 0] > 0,
     "no_right": lambda a: a[:, 0] < 0,

@@ -1,6 +1,6 @@
 """Random network distillation (RND) exploration: an online agent whose experience becomes a dataset.
 
-ExORL's high-coverage datasets (spec §6.1) are what URLB's RND agent saw while exploring: an
+ExORL's high-coverage datasets (reference: ref-exorl) are what URLB's RND agent saw while exploring: an
 actor-critic trained online on an intrinsic reward only, the error of a predictor network that
 regresses a fixed, randomly initialised target network (Burda et al. 2019). States visited often are
 predicted well and pay little; novel states pay more, so the policy keeps moving to where it has not

@@ -1,4 +1,4 @@
-"""The point-mass maze of paper_spec §5.4, as a dm_control domain written here.
+"""The paper's point-mass maze (reference: ref-maze), as a dm_control domain written here.
 
 A 2-D point mass moves through four rooms joined by gaps. Its observation is its physics state,
 (x, y, vx, vy), so a stored physics state is all that is needed to relabel a transition for any task.
@@ -28,7 +28,7 @@ ARENA_LIMIT = 0.29  # joint range of both slide joints
 WALL_HALF_THICKNESS = 0.02
 WALL_HALF_LENGTH = 0.18
 MAX_SPEED = 0.1  # terminal speed under full force: gear 0.1 · ctrl 1 / damping 1
-START_LOW = np.array([-0.29, 0.15])  # the top-left room (spec §5.4)
+START_LOW = np.array([-0.29, 0.15])  # the top-left room (reference: ref-maze)
 START_HIGH = np.array([-0.15, 0.29])
 
 GOALS = {
@@ -40,7 +40,7 @@ GOALS = {
 
 
 def reach_reward(next_state: np.ndarray, action: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """Reward of reaching ``goal`` (spec §5.4): near · (ctrl + 4) / 5.
+    """Reward of reaching ``goal`` (reference: ref-maze): near · (ctrl + 4) / 5.
 
     ``near`` is 1 within 0.015 of the goal and decays as a Gaussian (0.1 at a further 0.015);
     ``ctrl`` is the mean over action dimensions of a quadratic tolerance (1 at zero force, 0 at full
@@ -71,7 +71,7 @@ def in_free_space(xy: np.ndarray) -> np.ndarray:
 
 
 def sample_start(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n start states (x, y, 0, 0), uniform over the top-left room (spec §5.4)."""
+    """n start states (x, y, 0, 0), uniform over the top-left room (reference: ref-maze)."""
     xy = rng.uniform(START_LOW, START_HIGH, size=(n, 2))
     return np.concatenate([xy, np.zeros((n, 2))], axis=1)
 
