@@ -99,6 +99,10 @@ def test_blocks_are_products_and_single_task_methods_get_a_cell_per_task():
         ({"block": [{"method": "fb", "dataset": "random"}]}, r"block 1: no 'seed'"),
         ({"scale": "quick"}, "no \\[\\[block\\]\\]"),
         (
+            {"block": [{"method": "fb", "dataset": "random", "seed": 0, "n_transitions": 0}]},
+            "n_transitions must be a positive integer",
+        ),
+        (
             {"block": [{"method": "fb", "dataset": "random", "seed": 0, "overrides": "a=1"}]},
             "overrides must be a list",
         ),

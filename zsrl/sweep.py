@@ -132,7 +132,8 @@ def _listed(value: Any) -> list[Any]:
 
 
 def _none_if_empty(value: Any) -> Any:
-    return None if value in ("", "none", 0) else value
+    """TOML has no null: "" or "none" stands for no value (no subsample, no filter)."""
+    return None if isinstance(value, str) and value in ("", "none") else value
 
 
 def parse_grid(data: dict[str, Any], where: str = "grid") -> list[Cell]:
