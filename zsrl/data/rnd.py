@@ -85,9 +85,9 @@ SCALES: dict[str, RNDConfig] = {
 
 # The paper's way: one long exploration, of which the 100k datasets are uniform subsamples.
 # ExORL explores for about 10M steps with one environment; on one CPU core this run makes 1M
-# transitions in waves of 50 environments, each wave a checkpoint. Five gradient steps per vector
-# step is one update per 10 transitions: per transition it learns less than ``book`` (one per 2),
-# but it sees ten times the data, in as many updates as ``book`` makes in 200k transitions.
+# transitions (about 40 minutes) in waves of 50 environments, each wave a checkpoint. Five gradient
+# steps per vector step is one update per 10 transitions: per transition it learns less than
+# ``rnd-short`` (one per 2), but over ten times the data it makes twice its updates.
 LONG_SCALES: dict[str, RNDConfig] = {
     "book": RNDConfig(episodes=1_000, envs=50, buffer_size=1_000_000),
     "quick": SCALES["quick"],
