@@ -1,13 +1,23 @@
 """The course assignments' checkers: the reference passes, stubs and typical mistakes get named."""
 
 import functools
+from dataclasses import astuple
 
 import numpy as np
 import pytest
 import torch
 
-from zsrl import losses, tabular
-from zsrl.assignments import Report, a1_successor_measure, a2_fb_loss, a3_vc_penalty, call
+from zsrl import losses, tabular, tabular_control
+from zsrl.agents.base import dual_step
+from zsrl.assignments import (
+    Report,
+    a1_successor_measure,
+    a2_fb_loss,
+    a3_vc_penalty,
+    a4_failure_mode,
+    a5_mc_penalty,
+    call,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -252,3 +262,345 @@ def test_a3_experiment_penalty_removes_overestimation():
     assert not plain.in_data[plain.greedy]  # the greedy policy picks an action never seen
     assert penalised.unseen_overestimate() < 0  # below the true value everywhere unseen
     assert penalised.in_data[penalised.greedy]
+
+
+# --- A4: the failure mode, by hand ----------------------------------------------------------------
+
+
+def test_a4_reference_data_passes():
+    report = a4_failure_mode.check_data(tabular_control.transitions_without)
+    assert report, text(report)
+
+
+def test_a4_data_stub_is_reported_not_implemented():
+    report = a4_failure_mode.check_data(not_implemented)
+    assert not report and "not implemented" in text(report)
+
+
+def every_pair(P, keep):
+    """Transitions of every (s, a) with keep(s, a, s'), once, in row-major order."""
+    triples = [
+        (s, a, int(P[s, a].argmax()))
+        for s in range(P.shape[0])
+        for a in range(P.shape[1])
+        if keep(s, a, int(P[s, a].argmax()))
+    ]
+    return tabular_control.Transitions(*np.array(triples).T)  # state, action, next_state
+
+
+def stay_put(data):
+    """The data with every next state replaced by the state itself (the move forgotten)."""
+    return tabular_control.Transitions(data.state, data.action, data.state.copy())
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda P, removed: every_pair(P, lambda s, a, n: a in removed), "the mask is inverted"),
+        (lambda P, removed: every_pair(P, lambda s, a, n: True), "still holds 20 transitions"),
+        (
+            lambda P, removed: every_pair(P, lambda s, a, n: a not in removed and n != s),
+            "lacks the 24 moves into a wall",
+        ),
+        (
+            lambda P, removed: every_pair(P, lambda s, a, n: a not in removed and a != 0),
+            "lacks 20 transitions of actions that were not removed",
+        ),
+        (
+            lambda P, removed: tabular_control.Transitions(
+                *(np.tile(x, 2) for x in astuple(tabular_control.transitions_without(P, removed)))
+            ),
+            "appear more than once",
+        ),
+        (
+            lambda P, removed: stay_put(tabular_control.transitions_without(P, removed)),
+            "are not where P sends the agent",
+        ),
+        (lambda P, removed: list(P.shape), "return Transitions(state, action, next_state)"),
+    ],
+)
+def test_a4_data_mistakes_are_named(wrong, message):
+    report = a4_failure_mode.check_data(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def test_a4_reference_measure_passes():
+    report = a4_failure_mode.check(a4_failure_mode.reference_measure)
+    assert report, text(report)
+
+
+def test_a4_measure_stub_is_reported_not_implemented():
+    report = a4_failure_mode.check(not_implemented)
+    assert not report and "not implemented" in text(report)
+
+
+def measure_with(**changes):
+    """The reference measure with each key computed by a function of (reference, fit, P, gamma)."""
+
+    def measure(fit, P, gamma):
+        reference = a4_failure_mode.reference_measure(fit, P, gamma)
+        return dict(reference, **{k: f(reference, fit, P, gamma) for k, f in changes.items()})
+
+    return measure
+
+
+def greedy_gap(fit, P, gamma, q, truth):
+    """Mean over (g, s) of q at the greedy action of q minus ``truth`` there."""
+    policy = q.argmax(-1)  # G x S
+    at = lambda x: np.take_along_axis(x, policy[..., None], -1)[..., 0]  # noqa: E731
+    return float((at(q) - at(truth)).mean())
+
+
+def exact(fit, P, gamma, q):
+    return tabular_control.exact_q(P, q.argmax(-1), fit.rewards, gamma)
+
+
+def first_head_q(fit):
+    return torch.einsum("gsad,gd->gsa", fit.F1, fit.z()).numpy()
+
+
+def first_head(reference, fit, P, gamma):
+    return float(first_head_q(fit)[:, fit.seen].mean())
+
+
+def seen_only_greedy(fit):
+    return np.where(fit.seen, fit.q(), -np.inf)  # G x S x A: only the data's actions can win
+
+
+def optimal_state_value(reference, fit, P, gamma):
+    V = tabular_control.optimal_values(P, fit.rewards, gamma)  # G x S
+    return float((fit.q().max(-1) - V).mean())
+
+
+def optimal_truth(reference, fit, P, gamma):
+    V = tabular_control.optimal_values(P, fit.rewards, gamma)  # G x S
+    q_star = np.einsum("sat,gt->gsa", P, fit.rewards + gamma * V)  # G x S x A
+    return greedy_gap(fit, P, gamma, fit.q(), q_star)
+
+
+def uniform_truth(reference, fit, P, gamma):
+    pi = tabular.uniform_policy(*P.shape[:2])
+    q_pi = np.einsum("sat,gt->gsa", tabular.successor_measure(P, pi, gamma), fit.rewards)
+    return greedy_gap(fit, P, gamma, fit.q(), q_pi)
+
+
+def absolute_error(reference, fit, P, gamma):
+    q = fit.q()
+    policy = q.argmax(-1)
+    gap = q.max(-1) - np.take_along_axis(exact(fit, P, gamma, q), policy[..., None], -1)[..., 0]
+    return float(np.abs(gap).mean())
+
+
+def every_action_error(reference, fit, P, gamma):
+    q = fit.q()
+    return float((q - exact(fit, P, gamma, q)).mean())
+
+
+def greedy_unseen_count(reference, fit, P, gamma):
+    policy = fit.q().argmax(-1)
+    return float((~fit.seen[np.arange(fit.seen.shape[0]), policy]).sum())
+
+
+@pytest.mark.parametrize(
+    ("wrong", "key", "message"),
+    [
+        (
+            measure_with(q_seen=lambda r, *_: r["q_unseen"], q_unseen=lambda r, *_: r["q_seen"]),
+            "q_seen",
+            "seen and unseen are swapped",
+        ),
+        (measure_with(q_seen=first_head), "q_seen", "first head only"),
+        (
+            measure_with(greedy_unseen=lambda r, *_: 0.0),
+            "greedy_unseen",
+            "best of the data's actions only",
+        ),
+        (
+            measure_with(q_greedy=lambda r, fit, P, g: float(seen_only_greedy(fit).max(-1).mean())),
+            "q_greedy",
+            "best of the data's actions only",
+        ),
+        (measure_with(overestimate=optimal_state_value), "overestimate", "optimal state values V*"),
+        (measure_with(overestimate=optimal_truth), "overestimate", "optimal values Q*"),
+        (measure_with(overestimate=uniform_truth), "overestimate", "uniform policy"),
+        (measure_with(overestimate=absolute_error), "overestimate", "keep the sign"),
+        (measure_with(overestimate=every_action_error), "overestimate", "over every action"),
+        (measure_with(greedy_unseen=greedy_unseen_count), "greedy_unseen", "is a count"),
+    ],
+)
+def test_a4_measure_mistakes_are_named(wrong, key, message):
+    report = a4_failure_mode.check(wrong)
+    assert not report and text(report).startswith(f"A4 part 2, the measures: not yet\n  - {key}")
+    assert message in text(report), text(report)
+
+
+def test_a4_measure_needs_nan_where_nothing_is_missing_and_every_key():
+    def zero_if_empty(fit, P, gamma):
+        measures = a4_failure_mode.reference_measure(fit, P, gamma)
+        return {k: 0.0 if np.isnan(v) else v for k, v in measures.items()}
+
+    report = a4_failure_mode.check(zero_if_empty)
+    assert not report and "complete data" in text(report) and "float('nan')" in text(report)
+    report = a4_failure_mode.check(measure_with())  # the reference itself
+    assert report, text(report)
+
+    def four_keys(fit, P, gamma):
+        measures = a4_failure_mode.reference_measure(fit, P, gamma)
+        del measures["overestimate"]
+        return measures
+
+    report = a4_failure_mode.check(four_keys)
+    assert not report and "lack ['overestimate']" in text(report)
+
+
+def test_a4_reference_experiment_passes_and_keeps_its_numbers():
+    def experiment():
+        return a4_failure_mode.run_experiment(
+            tabular_control.transitions_without, a4_failure_mode.reference_measure
+        )
+
+    report = a4_failure_mode.check_experiment(experiment)
+    assert report, text(report)
+    linear, table = report.result["linear"], report.result["table"]
+    # measured: linear 1665 and 15.5 %, table −0.09 and 1 %; nothing can exceed 1/(1 − γ) = 10
+    assert linear["overestimate"] > 100 and linear["greedy_unseen"] > 0.05
+    assert abs(table["overestimate"]) < 1 and linear["q_unseen"] < linear["q_seen"]
+
+
+def test_a4_experiment_mistakes_are_named():
+    assert "not implemented" in text(a4_failure_mode.check_experiment(not_implemented))
+    reference = a4_failure_mode.reference_experiment()
+    report = a4_failure_mode.check_experiment(lambda: {"linear": reference["linear"]})
+    assert not report and "return a dict with keys ['full', 'table', 'linear']" in text(report)
+    report = a4_failure_mode.check_experiment(lambda: dict(reference, linear=reference["full"]))
+    assert not report and "run 'linear'" in text(report)
+    assert "these are the measures of the run 'full'" in text(report)
+
+
+# --- A5: MC penalty and the dual step -------------------------------------------------------------
+
+
+def test_a5_reference_passes():
+    report = a5_mc_penalty.check(losses.mc_penalty)
+    assert report, text(report)
+
+
+def test_a5_stub_is_reported_not_implemented():
+    report = a5_mc_penalty.check(not_implemented)
+    assert not report and "not implemented" in text(report)
+
+
+def soft_max_mc(soft_max, data=lambda m: m.mean()):
+    def penalty(M1_samples, M2_samples, M1_data, M2_data):
+        return soft_max(M1_samples) + soft_max(M2_samples) - data(M1_data + M2_data)
+
+    return penalty
+
+
+def diagonal(m):
+    return m.diagonal(dim1=-2, dim2=-1)
+
+
+def lse(m):
+    return torch.logsumexp(m, 0).mean()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (
+            soft_max_mc(lambda m: lse(diagonal(m)), data=lambda m: diagonal(m).mean()),
+            "you averaged only the diagonal pairs (i, i)",
+        ),
+        (soft_max_mc(lse, data=lambda m: diagonal(m).mean()), "data term averages only the diag"),
+        (soft_max_mc(lambda m: lse(diagonal(m))), "soft maximum averages only the diagonal"),
+        (soft_max_mc(lambda m: m.max(0).values.mean()), "max over the K samples"),
+        (soft_max_mc(lambda m: torch.logsumexp(m, 1).mean()), "wrong axis (dim 1"),
+        (soft_max_mc(lambda m: torch.logsumexp(m, 2).mean()), "wrong axis (dim 2"),
+        (soft_max_mc(lambda m: m.mean()), "mean instead of logsumexp"),
+        (soft_max_mc(lambda m: lse(m) - np.log(m.shape[0])), "log-mean-exp"),
+        (lambda M1k, M2k, M1, M2: lse(M1k) - M1.mean(), "first head only"),
+        (soft_max_mc(lse, data=lambda m: 0 * m.sum()), "data term is missing"),
+        (lambda *m: -soft_max_mc(lse)(*m), "sign is flipped"),
+        (
+            soft_max_mc(lambda m: torch.logsumexp(m, 0).sum(), data=lambda m: m.sum()),
+            "summed over the N² pairs",
+        ),
+        (soft_max_mc(lambda m: m.exp().sum(0).log().mean()), "overflows"),
+        (soft_max_mc(lambda m: torch.logsumexp(m, 0).mean(0), data=lambda m: m.mean(0)), "shape"),
+        (lambda *m: losses.mc_penalty(*m).item(), "not a torch tensor"),
+        (lambda M1k, M2k, M1, M2: losses.mc_penalty(M1k, M2k.detach(), M1, M2), "M2_samples"),
+    ],
+)
+def test_a5_penalty_mistakes_are_named(wrong, message):
+    report = a5_mc_penalty.check(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def test_a5_reference_dual_step_passes():
+    report = a5_mc_penalty.check_dual_step(dual_step)
+    assert report, text(report)
+
+
+def test_a5_dual_step_stub_is_reported_not_implemented():
+    report = a5_mc_penalty.check_dual_step(not_implemented)
+    assert not report and "not implemented" in text(report)
+
+
+def step_with(loss=None, zero_grad=True, step=True, returned="alpha"):
+    """A dual step with one ingredient changed: the loss (of log α, P, τ), the zero_grad, the step,
+    or what it returns."""
+    loss = loss or (lambda log_alpha, p, t: -0.5 * log_alpha.exp() * (p.detach() - t))
+
+    def dual(log_alpha, optimizer, penalty, target):
+        before = log_alpha.detach().exp()
+        if zero_grad:
+            optimizer.zero_grad()
+        loss(log_alpha, penalty, target).backward()
+        if step:
+            optimizer.step()
+        return {
+            "alpha": log_alpha.detach().exp(),
+            "before": before,
+            "log_alpha": log_alpha.detach().clone(),
+            "attached": log_alpha.exp(),
+            "text": "1.0",
+        }[returned]
+
+    return dual
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (
+            step_with(loss=lambda a, p, t: -0.5 * a.exp() * (p - t)),
+            "back-propagated the dual loss into the critic",
+        ),
+        (step_with(returned="attached"), "carries a gradient"),
+        (step_with(step=False), "did not move"),
+        (step_with(loss=lambda a, p, t: 0.5 * a.exp() * (p.detach() - t)), "moved the wrong way"),
+        (step_with(loss=lambda a, p, t: -0.5 * a * (p.detach() - t)), "log α where α belongs"),
+        (step_with(loss=lambda a, p, t: -a.exp() * (p.detach() - t)), "½ of −½ α (P − τ)"),
+        (step_with(loss=lambda a, p, t: -0.5 * a.exp() * p.detach()), "budget τ is missing"),
+        (step_with(zero_grad=False), "accumulates"),
+        (step_with(returned="before"), "from before the step"),
+        (step_with(returned="log_alpha"), "you returned log α"),
+        (step_with(returned="text"), "cannot take its step"),
+    ],
+)
+def test_a5_dual_step_mistakes_are_named(wrong, message):
+    report = a5_mc_penalty.check_dual_step(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def test_a5_no_zero_grad_shows_from_the_second_step():
+    report = a5_mc_penalty.check_dual_step(step_with(zero_grad=False))
+    assert "at step 2" in text(report)
+
+
+def test_a5_budget_experiment_holds_a_reachable_budget():
+    (run,) = a5_mc_penalty.budget_experiment(budgets=(10.0,), steps=200)
+    # measured: the penalty 14.4 at the start, 8.2–13.2 after step 100 (median 10.7); α 1 → 3.2
+    assert abs(np.median(run.penalty[100:]) - 10.0) < 3.0 and run.alpha[-1] > 1.0
+    assert run.measures["greedy_unseen"] < 0.05 and run.measures["overestimate"] < 1.0
