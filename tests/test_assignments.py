@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from zsrl import losses, tabular, tabular_control
+from zsrl import losses, stats, tabular, tabular_control
 from zsrl.agents.base import dual_step
 from zsrl.assignments import (
     Report,
@@ -16,8 +16,11 @@ from zsrl.assignments import (
     a3_vc_penalty,
     a4_failure_mode,
     a5_mc_penalty,
+    a6_task_inference,
+    a7_judging_results,
     call,
 )
+from zsrl.infer import infer_task_vectors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -604,3 +607,300 @@ def test_a5_budget_experiment_holds_a_reachable_budget():
     # measured: the penalty 14.4 at the start, 8.2–13.2 after step 100 (median 10.7); α 1 → 3.2
     assert abs(np.median(run.penalty[100:]) - 10.0) < 3.0 and run.alpha[-1] > 1.0
     assert run.measures["greedy_unseen"] < 0.05 and run.measures["overestimate"] < 1.0
+
+
+# --- A6: zero-shot task inference -----------------------------------------------------------------
+
+
+def z_rewards(B_next, rewards):
+    return losses.infer_z_from_rewards(B_next, rewards)
+
+
+def test_a6_reference_passes():
+    report = a6_task_inference.check(z_rewards, losses.normalise_to_sphere)
+    assert report, text(report)
+
+
+def test_a6_stubs_are_reported_not_implemented():
+    report = a6_task_inference.check(not_implemented, losses.normalise_to_sphere)
+    assert not report and "not implemented" in text(report)
+    report = a6_task_inference.check(z_rewards, not_implemented)
+    assert not report and "not implemented" in text(report)
+
+
+def mean_of(B_next, rewards):
+    return (rewards[:, None] * B_next).mean(0)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (mean_of, "z_r on 50 samples, d = 8 is not the task vector: z is not normalised"),
+        (lambda B, r: mean_of(B, r) / mean_of(B, r).norm(), "z has norm 1"),
+        (lambda B, r: losses.normalise_to_sphere(B.mean(0)), "the rewards are missing"),
+        (lambda B, r: losses.normalise_to_sphere(B[r > 0].mean(0)), "rewards as a 0/1 mask"),
+        (lambda B, r: (r[:, None] * B).mean(1), "shape (50,), one number per sample"),
+    ],
+)
+def test_a6_reward_mistakes_are_named(wrong, message):
+    report = a6_task_inference.check(wrong, losses.normalise_to_sphere)
+    assert not report and message in text(report), text(report)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda B: B, "z_g on one goal, d = 6 is not the task vector: z is not normalised"),
+        (lambda B: B / B.norm(dim=-1, keepdim=True), "z has norm 1"),
+        (lambda B: B * 6**0.5 / B.norm(), "normalised the batch of goals as one vector"),
+    ],
+)
+def test_a6_goal_mistakes_are_named(wrong, message):
+    report = a6_task_inference.check(z_rewards, wrong)
+    assert not report and message in text(report), text(report)
+
+
+@pytest.fixture(scope="module")
+def maze_model():
+    """The assignment's provided model (trained once per test session: about 15 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = a6_task_inference.provided_model()
+    torch.set_num_threads(before)
+    return model
+
+
+def library_task_vectors(model, tasks, dataset, how, n, seed):
+    return infer_task_vectors(model, tasks, dataset, n, seed, how)
+
+
+def test_a6_reference_task_vectors_pass(maze_model):
+    report = a6_task_inference.check_task_vectors(library_task_vectors)
+    assert report, text(report)
+    assert "not implemented" in text(a6_task_inference.check_task_vectors(not_implemented))
+
+
+def labelled_z(index_of, at="next_observation"):
+    """Task vectors from labelled samples, the indices of each task drawn by ``index_of(n, size)``
+    and B taken at ``at``; goals as the library does."""
+
+    def task_vectors(model, tasks, dataset, how, n, seed):
+        if how == "goal":
+            return library_task_vectors(model, tasks, dataset, how, n, seed)
+        draw = index_of(seed, len(dataset), n)
+        rows = []
+        for task in tasks:
+            sample = dataset.select(draw())
+            obs = torch.as_tensor(getattr(sample, at))
+            rows.append(model.infer_z_from_rewards(obs, torch.as_tensor(sample.rewards(task))))
+        return torch.stack(rows)
+
+    return task_vectors
+
+
+def fresh(seed, size, n):
+    return lambda: np.random.default_rng(seed).integers(0, size, size=n)
+
+
+def shared(seed, size, n):
+    rng = np.random.default_rng(seed)
+    return lambda: rng.integers(0, size, size=n)
+
+
+def without_replacement(seed, size, n):
+    return lambda: np.random.default_rng(seed).choice(size, size=n, replace=False)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (labelled_z(fresh, at="observation"), "you evaluated B at the states s of the samples"),
+        (labelled_z(shared), "the first task's z is right, the others are not"),
+        (labelled_z(without_replacement), "without replacement"),
+        (
+            lambda m, tasks, d, how, n, s: library_task_vectors(m, tasks, d, how, n, s)[0],
+            "has shape (16,), expected (tasks, d) = (4, 16)",
+        ),
+        (
+            lambda m, tasks, d, how, n, s: library_task_vectors(m, tasks, d, how, n, s).flip(0),
+            "differs from the library's, first for task",
+        ),
+    ],
+)
+def test_a6_task_vector_mistakes_are_named(maze_model, wrong, message):
+    report = a6_task_inference.check_task_vectors(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def test_a6_reference_evaluation_passes_and_keeps_its_numbers(maze_model):
+    report = a6_task_inference.check_evaluation(a6_task_inference.rollouts)
+    assert report, text(report)
+    returns, distances = report.result
+    assert returns.shape == distances.shape == (4, a6_task_inference.EPISODES)
+    assert returns.max() > 1.0  # some reward on the start room's goal: the returns can tell
+    assert "not implemented" in text(a6_task_inference.check_evaluation(not_implemented))
+
+
+@pytest.mark.parametrize("mistake", list(a6_task_inference.ROLLOUT_MISTAKES))
+def test_a6_evaluation_mistakes_are_named(maze_model, mistake):
+    def wrong(model, domain, z, episodes, seed):
+        return a6_task_inference.rollouts(model, domain, z, episodes, seed, mistake)
+
+    report = a6_task_inference.check_evaluation(wrong)
+    hint = a6_task_inference.ROLLOUT_MISTAKES[mistake]
+    assert not report and hint in text(report), text(report)
+
+
+def test_a6_noisy_or_malformed_evaluations_are_named(maze_model):
+    def noisy(model, domain, z, episodes, seed):
+        act = model.act
+        model.act = functools.partial(act, noisy=True)  # the exploration noise left on
+        try:
+            return a6_task_inference.rollouts(model, domain, z, episodes, seed)
+        finally:
+            model.act = act
+
+    report = a6_task_inference.check_evaluation(noisy)
+    assert not report and "gave different returns" in text(report), text(report)
+    report = a6_task_inference.check_evaluation(lambda *args: a6_task_inference.rollouts(*args)[0])
+    assert not report and "return a pair (returns, final_distance)" in text(report)
+
+
+# --- A7: judging results --------------------------------------------------------------------------
+
+
+def test_a7_references_pass():
+    for check, reference in (
+        (a7_judging_results.check_iqm, stats.iqm),
+        (a7_judging_results.check_bootstrap, stats.stratified_bootstrap_ci),
+        (a7_judging_results.check_improvement, stats.probability_of_improvement),
+    ):
+        report = check(reference)
+        assert report, text(report)
+        assert "not implemented" in text(check(not_implemented))
+
+
+def trimmed(cut_of, upper=True):
+    """A trimmed mean of the pooled scores dropping cut_of(n) at the bottom (and top if upper)."""
+
+    def mean(scores):
+        pooled = np.sort(scores.ravel())
+        cut = cut_of(len(pooled))
+        return float(pooled[cut : len(pooled) - cut if upper else None].mean())
+
+    return mean
+
+
+def percentile_bounds(scores):
+    low, high = np.percentile(scores, [25, 75])
+    return float(scores[(scores >= low) & (scores <= high)].mean())
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda s: stats.iqm(s.mean(0)), "you averaged before trimming"),
+        (lambda s: np.mean([stats.iqm(c) for c in s.T]), "trimmed each task separately"),
+        (lambda s: np.mean([stats.iqm(r) for r in s]), "trimmed each run separately"),
+        (trimmed(lambda n: round(n / 4)), "rounded n/4 to the nearest integer"),
+        (trimmed(lambda n: -(-n // 4)), "rounded n/4 up"),
+        (percentile_bounds, "between the 25th and 75th percentiles"),
+        (trimmed(lambda n: n // 4, upper=False), "trimmed the lowest quarter only"),
+        (trimmed(lambda n: n // 8), "dropped 12.5 % at each end"),
+        (lambda s: float(s.mean()), "that is the mean of all scores"),
+        (lambda s: float(np.median(s)), "that is the median"),
+        (lambda s: np.sort(s.ravel())[len(s.ravel()) // 4 :], "shape"),
+    ],
+)
+def test_a7_iqm_mistakes_are_named(wrong, message):
+    report = a7_judging_results.check_iqm(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def bootstrap_with(resample="stratified", percentiles=None, point="table", rng_seed=None):
+    """A bootstrap with one ingredient changed: how it resamples, its percentiles (a function of
+    the confidence), its point estimate, or a generator that ignores the seed."""
+
+    def bootstrap(scores, statistic, reps, confidence, seed):
+        rng = np.random.default_rng(seed if rng_seed is None else rng_seed())
+        runs, tasks = scores.shape
+        if resample == "stratified":
+            index = rng.integers(0, runs, size=(reps, runs, tasks))
+            replicates = np.take_along_axis(scores[None], index, axis=1)
+        elif resample == "pooled":
+            flat = scores.ravel()
+            replicates = flat[rng.integers(0, flat.size, size=(reps, flat.size))].reshape(
+                reps, runs, tasks
+            )
+        elif resample == "rows":
+            replicates = scores[rng.integers(0, runs, size=(reps, runs))]
+        else:
+            replicates = scores[:, rng.integers(0, tasks, size=(reps, tasks))].transpose(1, 0, 2)
+        values = np.array([statistic(r) for r in replicates])
+        tail = 100 * (1 - confidence) / 2
+        low, high = np.percentile(
+            values, (percentiles or (lambda c: [tail, 100 - tail]))(confidence)
+        )
+        estimate = statistic(scores) if point == "table" else float(values.mean())
+        return (estimate, low, high) if point != "middle" else (low, statistic(scores), high)
+
+    return bootstrap
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (bootstrap_with("pooled"), "without stratification, resampling the pooled"),
+        (bootstrap_with("rows"), "resampled whole runs"),
+        (bootstrap_with("tasks"), "resampled the tasks"),
+        (bootstrap_with(percentiles=lambda c: [100 * (1 - c), 100 * c]), "percentiles are wrong"),
+        (
+            bootstrap_with(percentiles=lambda c: [(1 - c) / 2, (1 + c) / 2]),
+            "np.percentile takes percents",
+        ),
+        (bootstrap_with(point="replicates"), "not of the replicates"),
+        (bootstrap_with(point="middle"), "the point estimate first"),
+        (bootstrap_with(rng_seed=lambda: None), "gave different intervals"),
+        (lambda *args: stats.stratified_bootstrap_ci(*args)[1:], "three finite numbers"),
+    ],
+)
+def test_a7_bootstrap_mistakes_are_named(wrong, message):
+    report = a7_judging_results.check_bootstrap(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def test_a7_any_correct_stratified_bootstrap_passes():
+    other_draws = bootstrap_with(rng_seed=lambda: 12345)  # correct, but not the library's draws
+    report = a7_judging_results.check_bootstrap(
+        lambda s, f, reps, c, seed: other_draws(s, f, reps, c, seed)
+    )
+    assert report and "within Monte Carlo error" in text(report), text(report)
+
+
+def wins(x, y, tie=0.5):
+    return (x > y) + tie * (x == y)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda x, y: wins(x[:, None], y[None], 0.0).mean(), "ties count as losses"),
+        (lambda x, y: wins(x[:, None], y[None], 1.0).mean(), "ties count as wins"),
+        (lambda x, y: wins(x.ravel()[:, None], y.ravel()[None]).mean(), "you pooled the tasks"),
+        (lambda x, y: wins(x.mean(0), y.mean(0)).mean(), "compared the tasks' mean scores"),
+        (lambda x, y: wins(y[:, None], x[None]).mean(), "the probability that Y improves on X"),
+        (lambda x, y: wins(x, y).mean(), "you paired run i of X with run i of Y"),
+    ],
+)
+def test_a7_improvement_mistakes_are_named(wrong, message):
+    report = a7_judging_results.check_improvement(wrong)
+    assert not report and message in text(report), text(report)
+
+
+def test_a7_book_results_hold_every_method_of_the_rnd_aggregate():
+    tables, aggregate = a7_judging_results.book_results()
+    assert set(tables) == set(aggregate["methods"]) and "FB" in tables and "CQL" in tables
+    assert all(table.shape == (3, 4) for table in tables.values())
+    point, low, high = stats.stratified_bootstrap_ci(tables["CQL"], stats.iqm, reps=10_000, seed=0)
+    book = aggregate["methods"]["CQL"]["best"]["aggregates"]["iqm"]
+    np.testing.assert_allclose([point, low, high], [book["point"], *book["ci95"]])
