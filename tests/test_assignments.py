@@ -138,6 +138,19 @@ def test_a1_truncated_series():
     assert "truncated" in text(a1_successor_measure.check(wrong))
 
 
+def test_a1_state_measure_and_resolvent_on_the_wrong_side():
+    def per_state(P, pi, gamma):  # (I − γ P_π)⁻¹ for every action: t = 0 counted, a forgotten
+        return np.repeat(resolvent(P, pi, gamma)[:, None, :], P.shape[1], axis=1)
+
+    def wrong_side(P, pi, gamma):  # (I − γ P_π)⁻¹ P[:, a, :]: π first, a last
+        return np.einsum("sx,xat->sat", resolvent(P, pi, gamma), P)
+
+    report = a1_successor_measure.check(per_state)
+    assert not report and "you used (I − γ P_π)⁻¹, the measure of the policy" in text(report)
+    report = a1_successor_measure.check(wrong_side)
+    assert not report and "the resolvent is on the wrong side" in text(report)
+
+
 def test_a1_shape_mismatch():
     report = a1_successor_measure.check(lambda P, pi, g: resolvent(P, pi, g))  # S x S
     assert not report and "shape (3, 3), expected (S, A, S) = (3, 2, 3)" in text(report)
@@ -198,6 +211,43 @@ def test_a2_discount_on_columns():
     assert not report and "discount multiplies columns" in text(report)
 
 
+def n_squared_divisor(F1, F2, B_next, target_M, discount):
+    """The FB loss with the off-diagonal squares summed without the diagonal but divided by N²."""
+    n, total = B_next.shape[0], 0
+    for F in (F1, F2):
+        M = F @ B_next.T  # N x N
+        squares = (M - discount * target_M) ** 2  # N x N
+        total = total + 0.5 * (squares.sum() - squares.diagonal().sum()) / n**2
+        total = total - M.diagonal().mean()
+    return total
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (n_squared_divisor, "divided by N²"),
+        (lambda F1, F2, B, T, g: fb_loss(F1, F1, B, T, g), "first forward head twice"),
+        (
+            lambda F1, F2, B, T, g: (
+                fb_loss(F1, F2, B, T, g) + 2 * sum((F @ B.T).diagonal().mean() for F in (F1, F2))
+            ),
+            "the positive (diagonal) term has the wrong sign",
+        ),
+        (
+            lambda F1, F2, B, T, g: (
+                losses.fb_measure_loss(F1, F2, B, T, g).off_diag
+                - sum((F @ B.T - g * T).diagonal().mean() for F in (F1, F2))
+            ),
+            "on the residual",
+        ),
+        (lambda F1, F2, B, T, g: fb_loss(F1, F2, B, T, 1.0), "the discount is missing"),
+    ],
+)
+def test_a2_more_mistakes_are_named(wrong, message):
+    report = a2_fb_loss.check(wrong)
+    assert not report and message in text(report), text(report)
+
+
 def test_a2_shape_and_type_mismatches():
     def per_row(F1, F2, B_next, target_M, discount):
         return (F1 @ B_next.T).diagonal()  # N values
@@ -251,6 +301,51 @@ def test_a3_mean_instead_of_logsumexp():
 def test_a3_naive_logsumexp_overflows():
     report = a3_vc_penalty.check(soft_max_penalty(lambda q: q.exp().sum(0).log().mean()))
     assert not report and "overflows" in text(report)
+
+
+def data_term(Q1_data, Q2_data):
+    return (Q1_data + Q2_data).mean()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (
+            soft_max_penalty(lambda q: torch.logsumexp(q, 0).mean() - np.log(q.shape[0])),
+            "log-mean-exp",
+        ),
+        (
+            soft_max_penalty(lambda q: torch.logsumexp(q.flatten(), 0)),
+            "one logsumexp over all K·N values",
+        ),
+        (
+            lambda q1, q2, d1, d2: torch.logsumexp(q1, 0).mean() - d1.mean(),
+            "uses the first head only",
+        ),
+        (
+            lambda q1, q2, d1, d2: torch.logsumexp(q1 + q2, 0).mean() - data_term(d1, d2),
+            "one logsumexp of Q1 + Q2",
+        ),
+        (
+            lambda q1, q2, d1, d2: torch.logsumexp(q1, 0).mean() + torch.logsumexp(q2, 0).mean(),
+            "the data term is missing",
+        ),
+        (lambda *q: -losses.vc_penalty(*q), "the sign is flipped"),
+        (
+            lambda q1, q2, d1, d2: losses.vc_penalty(q1, q2, d1, d2) + data_term(d1, d2) / 2,
+            "the data term averages the two heads",
+        ),
+        (
+            lambda q1, q2, d1, d2: (
+                torch.logsumexp(q1, 0).sum() + torch.logsumexp(q2, 0).sum() - (d1 + d2).sum()
+            ),
+            "you summed over the N states",
+        ),
+    ],
+)
+def test_a3_more_mistakes_are_named(wrong, message):
+    report = a3_vc_penalty.check(wrong)
+    assert not report and message in text(report), text(report)
 
 
 def test_a3_shape_mismatch():
