@@ -1,12 +1,12 @@
 """Checkers for the book's course assignments.
 
-Each assignment module (``a1_successor_measure`` to ``a7_judging_results``) has a
-``check(student_function)`` (some have one checker per part) that calls the student's function on
-seeded inputs, compares it with the reference implementation in ``zsrl`` and returns a
-:class:`Report` that says what is wrong: an exception, a wrong shape, or the first input on which
-the values differ and by how much, naming the typical mistake that gives those values when it
-recognises one. A stub that still raises ``NotImplementedError`` gets a report that says so rather
-than an error, so an assignment page can execute before it is solved.
+Each assignment module (``a1_successor_measure`` to ``a7_judging_results``) has a checker for each
+part the student writes (``check(student_function)``, and ``check_<part>`` where there are several)
+that calls the student's function on seeded inputs, compares it with the reference implementation in
+``zsrl`` and returns a :class:`Report` that says what is wrong: an exception, a wrong shape, or the
+first input on which the values differ and by how much, naming the typical mistake that gives those
+values when it recognises one. A stub that still raises ``NotImplementedError`` gets a report that
+says so rather than an error, so an assignment page can execute before it is solved.
 """
 
 from __future__ import annotations
