@@ -90,6 +90,21 @@ def test_alpha_rises_above_the_budget_and_falls_below(penalty, rises):
     assert bool(torch.all(steps > 0)) if rises else bool(torch.all(steps < 0))
 
 
+def test_dual_step_leaves_the_critics_graph_alone():
+    from zsrl.agents.base import dual_step
+
+    leaf = torch.full((3,), 10.0, requires_grad=True)  # stands for the critic's parameters
+    penalty = (leaf**2).sum()  # 300, above the budget
+    log_alpha = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.SGD([log_alpha], lr=0.01)
+    alpha = dual_step(log_alpha, optimizer, penalty, 50.0)
+    assert leaf.grad is None  # nothing flowed into the critic
+    assert log_alpha.item() == pytest.approx(0.01 * 0.5 * 250)  # SGD: −lr · (−½ α (P − τ))
+    assert alpha.item() == pytest.approx(math.exp(log_alpha.item())) and not alpha.requires_grad
+    (alpha * penalty).backward()  # the critic's step still has its graph
+    torch.testing.assert_close(leaf.grad, alpha * 2 * leaf.detach())
+
+
 def test_fixed_alpha_does_not_move():
     cfg = apply_overrides(
         preset("vcfb", "point_mass_maze", "quick"), ["agent.conservative.lagrange=False"]

@@ -77,6 +77,7 @@ def test_fit_shapes_and_history(world):
         assert set(result.history) == {
             "loss",
             "penalty",
+            "alpha",
             "q_data",
             "q_missing",
             "q_policy",
@@ -102,6 +103,10 @@ def test_unknown_model_or_penalty_is_an_error(world):
         fit(world, model="mlp", steps=1)
     with pytest.raises(ValueError, match="unknown penalty 'cql'"):
         fit(world, penalty="cql", steps=1)
+    with pytest.raises(ValueError, match="needs a penalty"):
+        fit(world, target_penalty=5.0, steps=1)
+    with pytest.raises(ValueError, match="alpha > 0"):
+        fit(world, penalty="mc", target_penalty=5.0, alpha=0.0, steps=1)
 
 
 def test_the_fb_loss_never_touches_a_table_entry_the_data_lacks(world):
@@ -183,6 +188,24 @@ def test_conservative_penalty_is_the_library_penalty_of_each_task(world):
         tc.conservative_penalty("dvc", F1, F2, B, data, z)
 
 
+def test_a_penalty_function_replaces_the_librarys_task_by_task(world):
+    g, _, data, goals, _ = world
+    gen = torch.Generator().manual_seed(1)
+    F1, F2 = (torch.randn(len(goals), g.n_states, g.n_actions, 4, generator=gen) for _ in "12")
+    B, z = torch.randn(g.n_states, 4, generator=gen), torch.randn(len(goals), 4, generator=gen)
+    for kind, library in (("vc", losses.vc_penalty), ("mc", losses.mc_penalty)):
+        calls = []
+
+        def mine(*tensors, library=library, calls=calls):
+            calls.append(tensors[0].shape)
+            return library(*tensors)
+
+        value = tc.conservative_penalty(kind, F1, F2, B, data, z, function=mine)
+        torch.testing.assert_close(value, tc.conservative_penalty(kind, F1, F2, B, data, z))
+        assert len(calls) == len(goals)  # one call per task, on that task's batch
+        assert calls[0][0] == g.n_actions  # K = A samples first
+
+
 def test_penalty_of_equal_values_is_log_a_per_head(world):
     g, _, data, goals, _ = world
     F = torch.ones(len(goals), g.n_states, g.n_actions, 3)  # every action has the same F
@@ -214,3 +237,31 @@ def test_the_penalties_remove_the_overestimation(world, penalty, alpha):
     # measured −2.5 to −0.2 on left moves, −0.5 to 1.8 on kept ones (seeds 0–5); 10–123 unpenalised
     assert missing < 0.5 and abs(kept) < 2.5 and q_max <= 1 / (1 - GAMMA) + 0.5
     assert result.history["q_missing"][-1] < result.history["q_data"][-1]
+    np.testing.assert_array_equal(result.history["alpha"], alpha)  # fixed: every step's weight
+
+
+def test_a_lagrangian_alpha_holds_the_penalty_near_its_budget(world):
+    tight = fit(world, model="linear", penalty="mc", alpha=1.0, target_penalty=4.0, steps=STEPS)
+    loose = fit(world, model="linear", penalty="mc", alpha=1.0, target_penalty=80.0, steps=60)
+    late = slice(STEPS // 2, None)
+    # measured (seeds 0–3): late α 7.5–7.8, late median penalty 4.3–4.4, loose α 0.13 at step 60
+    assert tight.history["alpha"][late].mean() > 1.0  # α rose: the penalty started above 4
+    assert abs(np.median(tight.history["penalty"][late]) - 4.0) < 2.0
+    assert loose.history["alpha"][-1] < 0.2  # far below the budget: α falls at Adam's pace
+    assert np.all(np.diff(loose.history["alpha"]) < 0)
+
+
+def test_the_lagrangian_fit_calls_the_given_dual_step(world):
+    from zsrl.agents.base import dual_step
+
+    seen = []
+
+    def recording(log_alpha, optimizer, penalty, target):
+        seen.append((penalty.requires_grad, target))
+        return dual_step(log_alpha, optimizer, penalty, target)
+
+    a = fit(world, penalty="vc", target_penalty=3.0, steps=5, dual_step=recording, lr_alpha=0.1)
+    b = fit(world, penalty="vc", target_penalty=3.0, steps=5, lr_alpha=0.1)
+    assert seen == [(True, 3.0)] * 5  # each step, with the penalty still attached to its graph
+    np.testing.assert_array_equal(a.history["alpha"], b.history["alpha"])
+    torch.testing.assert_close(a.F1, b.F1, rtol=0, atol=0)

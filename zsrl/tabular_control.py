@@ -11,8 +11,9 @@ actions, and each task has its own greedy policy, as in the deep agents:
 - The policy is greedy: π_g(s) = argmax_a min_j F̄_j[g, s, a]ᵀ z̄_g on the target tables, over ALL
   actions, including those the data never shows; the FB target bootstraps from F̄_j[g, s', π_g(s')].
 - Optionally a conservative penalty (:func:`zsrl.losses.vc_penalty` or :func:`zsrl.losses.mc_penalty`)
-  times a fixed α is added. In a table every action can be scored, so the K "action samples" of the
-  penalty are simply all A actions, and its log-sum-exp is exact.
+  times α is added, α fixed or a Lagrange multiplier that dual steps hold near a budget τ, as in the
+  deep agents. In a table every action can be scored, so the K "action samples" of the penalty are
+  simply all A actions, and its log-sum-exp is exact.
 
 Two models of F (``model``):
 
@@ -32,7 +33,8 @@ that turns F Bᵀ into a measure is the leave-one-out ρ_loo (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +53,11 @@ from zsrl.tabular import MOVES, exhaustive_transitions, leave_one_out_density, s
 
 MODELS = ("table", "linear")
 PENALTIES = ("vc", "mc")
+
+# A penalty of one task's batch, with the signature of zsrl.losses.vc_penalty or mc_penalty.
+PenaltyFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+# A dual step: (log α, its optimiser, the penalty, the budget τ) -> α, as zsrl.agents.base.dual_step.
+DualStep = Callable[[Tensor, torch.optim.Optimizer, Tensor, float], Tensor]
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,12 @@ class ControlFit:
     F1, F2: G x S x A x d, the forward vectors of every task, state and action (for the "linear"
     model, U + W u_a + κ T evaluated); B: S x d; rewards: G x S, the tasks; seen: S x A, the pairs
     in the data; rho_loo: S. ``history`` holds one array (length ``steps``) per quantity logged at
-    every step: "loss" (FB loss), "penalty" (unweighted, 0 without one), and a value probe on the
-    target tables, in return units: "q_data" (mean Q over the pairs in the data), "q_missing" (over
-    the pairs not in it) and "q_policy" (over the greedy action of every task and state), plus
-    "ood_share" (the share of greedy actions, over tasks and the states the data lacks some action
-    of, that the data never shows there).
+    every step: "loss" (FB loss), "penalty" (unweighted, 0 without one), "alpha" (the penalty's
+    weight in that step's loss, 0 without one), and a value probe on the target tables, in return
+    units: "q_data" (mean Q over the pairs in the data), "q_missing" (over the pairs not in it) and
+    "q_policy" (over the greedy action of every task and state), plus "ood_share" (the share of
+    greedy actions, over tasks and the states the data lacks some action of, that the data never
+    shows there).
     """
 
     F1: Tensor
@@ -145,8 +153,27 @@ _vc_per_task = vmap(vc_penalty)  # G x K x N, G x K x N, G x N, G x N -> G
 _mc_per_task = vmap(mc_penalty)  # G x K x N x N, G x K x N x N, G x N x N, G x N x N -> G
 
 
+def _each_task(function: PenaltyFn) -> Callable[..., Tensor]:
+    """``function`` applied to each task's slice of G-leading tensors, stacked: G values.
+
+    A Python loop rather than vmap, so that any function of one batch works (a course assignment's,
+    for instance), whatever operations it uses.
+    """
+
+    def per_task(*tensors: Tensor) -> Tensor:
+        return torch.stack([function(*parts) for parts in zip(*tensors, strict=True)])
+
+    return per_task
+
+
 def conservative_penalty(
-    kind: str, F1: Tensor, F2: Tensor, B: Tensor, data: Transitions, z: Tensor
+    kind: str,
+    F1: Tensor,
+    F2: Tensor,
+    B: Tensor,
+    data: Transitions,
+    z: Tensor,
+    function: PenaltyFn | None = None,
 ) -> Tensor:
     """The VC or MC penalty of tabular FB, averaged over the tasks (a scalar).
 
@@ -157,6 +184,8 @@ def conservative_penalty(
     - "vc": Q_j^(k)[g, i] = F_j[g, s_i, k]ᵀ z_g, penalised by :func:`zsrl.losses.vc_penalty`;
     - "mc": M_j^(k)[g, i, l] = F_j[g, s_i, k]ᵀ B(s'_l) towards every next state of the data,
       penalised by :func:`zsrl.losses.mc_penalty` (the gradient also reaches B).
+
+    ``function`` replaces the library's penalty of one task's batch (same signature and shapes).
     """
     s, a = torch.as_tensor(data.state), torch.as_tensor(data.action)  # N each
     F1k, F2k = F1[:, s].transpose(1, 2), F2[:, s].transpose(1, 2)  # G x K x N x d each (K = A)
@@ -166,12 +195,14 @@ def conservative_penalty(
         Q2k = torch.einsum("gknd,gd->gkn", F2k, z)  # G x K x N
         Q1 = torch.einsum("gnd,gd->gn", F1d, z)  # G x N
         Q2 = torch.einsum("gnd,gd->gn", F2d, z)  # G x N
-        return _vc_per_task(Q1k, Q2k, Q1, Q2).mean()
+        per_task = _vc_per_task if function is None else _each_task(function)
+        return per_task(Q1k, Q2k, Q1, Q2).mean()
     if kind == "mc":
         B_next = B[torch.as_tensor(data.next_state)]  # N x d
         M1k, M2k = F1k @ B_next.T, F2k @ B_next.T  # G x K x N x N each
         M1, M2 = F1d @ B_next.T, F2d @ B_next.T  # G x N x N each
-        return _mc_per_task(M1k, M2k, M1, M2).mean()
+        per_task = _mc_per_task if function is None else _each_task(function)
+        return per_task(M1k, M2k, M1, M2).mean()
     raise ValueError(f"unknown penalty {kind!r}; valid choices: {list(PENALTIES)}")
 
 
@@ -222,6 +253,10 @@ def fit_fb_control(
     lr: float = 0.1,
     tau: float = 0.2,
     seed: int = 0,
+    target_penalty: float | None = None,
+    lr_alpha: float = 0.05,
+    dual_step: DualStep | None = None,
+    penalty_fn: PenaltyFn | None = None,
 ) -> ControlFit:
     """Learn F (see :data:`MODELS`) and B (S x d) offline, each task with its greedy policy.
 
@@ -231,10 +266,16 @@ def fit_fb_control(
     1. without gradient, the greedy policy of every task on the target tables,
        π_g(s) = argmax_a min_j F̄_j[g, s, a]ᵀ z̄_g with z̄_g = Σ_s ρ_loo(s) r_g(s) B̄(s), over all A;
     2. the target M̄_g = target_measure(F̄_1[g, s', π_g(s')], F̄_2[g, s', π_g(s')], B̄(s')), N x N;
-    3. the loss: the mean over tasks of :func:`zsrl.losses.fb_measure_loss`, plus ``alpha`` times
+    3. the loss: the mean over tasks of :func:`zsrl.losses.fb_measure_loss`, plus α times
        :func:`conservative_penalty` when ``penalty`` is "vc" or "mc", scored with the task vectors
-       normalised to the sphere of radius √d as in the deep agents;
+       normalised to the sphere of radius √d as in the deep agents (``penalty_fn``, if given,
+       replaces the library's penalty of one task's batch);
     4. an Adam step on F's parameters and B, then Polyak averaging of the target F̄, B̄ (rate ``tau``).
+
+    α is ``alpha``, fixed, unless a budget ``target_penalty`` = τ is given: then α = exp(log α) is a
+    Lagrange multiplier that starts at ``alpha`` and, before step 3 uses it, takes one dual step
+    (``dual_step``, by default :func:`zsrl.agents.base.dual_step`, with Adam at rate ``lr_alpha``)
+    on the step's penalty, as VC-FB and MC-FB do.
 
     B starts as a standard normal draw; F as described in :data:`MODELS` (seeded by ``seed``).
     """
@@ -242,6 +283,14 @@ def fit_fb_control(
         raise ValueError(f"unknown model {model!r}; valid choices: {list(MODELS)}")
     if penalty is not None and penalty not in PENALTIES:
         raise ValueError(f"unknown penalty {penalty!r}; valid choices: {[None, *PENALTIES]}")
+    if target_penalty is not None and penalty is None:
+        raise ValueError("a budget target_penalty needs a penalty ('vc' or 'mc') to hold near it")
+    if target_penalty is not None and alpha <= 0:
+        raise ValueError(f"a Lagrangian α starts at alpha > 0, got {alpha}")
+    if target_penalty is not None and dual_step is None:
+        from zsrl.agents.base import dual_step as agents_dual_step  # imports the agents: lazily
+
+        dual_step = agents_dual_step
     d = n_states if d is None else d
     rewards = np.atleast_2d(np.asarray(rewards, dtype=float))  # G x S
     G = rewards.shape[0]
@@ -258,8 +307,12 @@ def fit_fb_control(
     F1_bar, F2_bar, B_bar = (x.detach().clone() for x in (F1, F2, B))
     optimiser = torch.optim.Adam([*forward.parameters(), B], lr=lr)
     tasks = torch.arange(G)[:, None]  # G x 1
+    weight: Tensor | float = alpha  # α of the step: fixed, or after the step's dual update
+    if target_penalty is not None:
+        log_alpha = torch.tensor(math.log(alpha), requires_grad=True)  # starts at α = alpha
+        alpha_optimiser = torch.optim.Adam([log_alpha], lr=lr_alpha)
 
-    names = ("loss", "penalty", "q_data", "q_missing", "q_policy", "ood_share")
+    names = ("loss", "penalty", "alpha", "q_data", "q_missing", "q_policy", "ood_share")
     history = {name: np.zeros(steps) for name in names}
     for step in range(steps):
         with torch.no_grad():
@@ -282,9 +335,12 @@ def fit_fb_control(
         if penalty is not None:
             with torch.no_grad():  # the task vectors carry no gradient, as in the agents
                 z = normalise_to_sphere(task_vectors(B, rewards, rho_loo))  # G x d
-            p = conservative_penalty(penalty, F1, F2, B, data, z)
-            total = loss + alpha * p
+            p = conservative_penalty(penalty, F1, F2, B, data, z, penalty_fn)
+            if target_penalty is not None:
+                weight = dual_step(log_alpha, alpha_optimiser, p, target_penalty)
+            total = loss + weight * p
             history["penalty"][step] = p.item()
+            history["alpha"][step] = float(weight)
         optimiser.zero_grad()
         total.backward()
         optimiser.step()

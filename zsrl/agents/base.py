@@ -62,15 +62,37 @@ def soft_update(target: list[Tensor], online: list[Tensor], tau: float) -> None:
         torch._foreach_lerp_(target, online, tau)
 
 
+ALPHA_MAX = 1e6  # the largest α a dual step hands to the critic
+
+
+def dual_step(
+    log_alpha: Tensor, optimizer: torch.optim.Optimizer, penalty: Tensor, target: float
+) -> Tensor:
+    """One dual step on log α towards the budget τ = ``target`` (spec §2.5), then α for the critic.
+
+    Book eq. (eq-lagrange-alpha), chapter "Conservative FB": a step of ``optimizer`` (which holds
+    ``log_alpha``) on :func:`zsrl.losses.lagrange_alpha_loss`, which raises α while the penalty
+    exceeds τ and lowers it below. The penalty is detached there, so the step leaves the critic's
+    graph untouched and the critic can back-propagate α·P afterwards. Returns the new α, detached
+    (a constant weight for the critic) and clamped to [0, ALPHA_MAX].
+    """
+    loss = lagrange_alpha_loss(log_alpha, penalty, target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return log_alpha.detach().exp().clamp(0.0, ALPHA_MAX)
+
+
 class LagrangeMultiplier:
     """A penalty weight α = exp(log α), tuned by dual steps towards a budget τ, or fixed (reference:
     ref-lagrange).
 
-    VC-FB, MC-FB, DVC-FB and CQL share it. The dual step on a batch's penalty comes before α weights
-    that penalty in the critic loss; the α it returns is detached and clamped to [0, ALPHA_MAX].
+    VC-FB, MC-FB, DVC-FB and CQL share it. The dual step on a batch's penalty (:func:`dual_step`)
+    comes before α weights that penalty in the critic loss; the α it returns is detached and
+    clamped to [0, ALPHA_MAX].
     """
 
-    ALPHA_MAX = 1e6
+    ALPHA_MAX = ALPHA_MAX
 
     def __init__(
         self,
@@ -89,11 +111,7 @@ class LagrangeMultiplier:
         """One dual step on log α (when Lagrangian), then the detached α for the critic loss."""
         if not self.lagrange:
             return torch.full_like(penalty, self.alpha).detach()
-        loss = lagrange_alpha_loss(self.log_alpha, penalty, self.target)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return self.log_alpha.detach().exp().clamp(0.0, self.ALPHA_MAX)
+        return dual_step(self.log_alpha, self.optimizer, penalty, self.target)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,11 +1,12 @@
 """Checkers for the book's course assignments.
 
-Each assignment module (``a1_successor_measure``, ``a2_fb_loss``, ``a3_vc_penalty``) has a
-``check(student_function)`` that calls the student's function on random inputs, compares it with the
-reference implementation in ``zsrl`` and returns a :class:`Report` that says what is wrong: an
-exception, a wrong shape, or the first input on which the values differ and by how much. A stub that
-still raises ``NotImplementedError`` gets a report that says so rather than an error, so an assignment
-page can execute before it is solved.
+Each assignment module (``a1_successor_measure`` to ``a7_judging_results``) has a checker for each
+part the student writes (``check(student_function)``, and ``check_<part>`` where there are several)
+that calls the student's function on seeded inputs, compares it with the reference implementation in
+``zsrl`` and returns a :class:`Report` that says what is wrong: an exception, a wrong shape, or the
+first input on which the values differ and by how much, naming the typical mistake that gives those
+values when it recognises one. A stub that still raises ``NotImplementedError`` gets a report that
+says so rather than an error, so an assignment page can execute before it is solved.
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ import numpy as np
 
 @dataclass
 class Report:
-    """The outcome of a check: ``passed`` and the messages that explain it (printed as the repr)."""
+    """The outcome of a check: ``passed`` and the messages that explain it (printed as the repr).
+
+    ``result`` keeps what a checked function returned when a page goes on with it (an experiment's
+    numbers, say), so that the page need not run it a second time; None otherwise.
+    """
 
     assignment: str
     passed: bool = True
     messages: list[str] = field(default_factory=list)
+    result: Any = field(default=None, repr=False)
 
     def fail(self, message: str) -> Report:
         self.passed = False
