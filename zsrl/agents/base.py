@@ -68,7 +68,9 @@ ALPHA_MAX = 1e6  # the largest α a dual step hands to the critic
 def dual_step(
     log_alpha: Tensor, optimizer: torch.optim.Optimizer, penalty: Tensor, target: float
 ) -> Tensor:
-    """One dual step on log α towards the budget τ = ``target`` (reference: ref-lagrange), then α for the critic.
+    """One dual step on log α towards the budget τ = ``target``, then α for the critic.
+
+    (reference: ref-lagrange)
 
     Book eq. (eq-lagrange-alpha), chapter "Conservative FB": a step of ``optimizer`` (which holds
     ``log_alpha``) on :func:`zsrl.losses.lagrange_alpha_loss`, which raises α while the penalty
