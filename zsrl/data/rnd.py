@@ -85,11 +85,11 @@ SCALES: dict[str, RNDConfig] = {
 
 # The paper's way: one long exploration, of which the 100k datasets are uniform subsamples.
 # ExORL explores for about 10M steps with one environment; on one CPU core this run makes 1M
-# transitions (about 40 minutes) in waves of 50 environments, each wave a checkpoint. Five gradient
-# steps per vector step is one update per 10 transitions: per transition it learns less than
-# ``rnd-short`` (one per 2), but over ten times the data it makes twice its updates.
+# transitions in waves of 40 environments, each wave a checkpoint. Ten gradient steps per vector
+# step is one update per 4 transitions (URLB's explorers make one per 2): at one per 10 the
+# explorer's policy settled in the start room after its first 100k transitions.
 LONG_SCALES: dict[str, RNDConfig] = {
-    "book": RNDConfig(episodes=1_000, envs=50, buffer_size=1_000_000),
+    "book": RNDConfig(episodes=1_000, envs=40, updates=10, buffer_size=1_000_000),
     "quick": SCALES["quick"],
 }
 
