@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from zsrl.cli import main
-from zsrl.data import CollectorSpec, collect, default_spec, load_or_collect
+from zsrl.data import CollectorSpec, collect, default_spec, load_or_collect, rnd
+from zsrl.data.collect import COLLECTORS
 from zsrl.data.coverage import (
     coverage_histogram,
     free_cells,
@@ -42,7 +44,9 @@ def test_quick_dataset_shapes_episodes_and_meta(quick):
     assert quick.physics.shape == quick.next_physics.shape == (len(quick), 4)
     assert np.array_equal(quick.episode, np.repeat(np.arange(QUICK.episodes), T))
     assert np.all(np.abs(quick.action) <= 1)
-    assert quick.meta["name"] == "point_mass_maze__rnd-quick__4x1000__seed0"
+    assert re.fullmatch(
+        r"point_mass_maze__rnd-quick-[0-9a-f]{8}__4x1000__seed0", quick.meta["name"]
+    )
     assert quick.meta["spec"]["scale"] == "quick"
     assert quick.meta["rnd"]["hidden"] == QUICK.hidden and quick.meta["rnd"]["utd"] == QUICK.utd
 
@@ -217,19 +221,24 @@ def test_plot_coverage_writes_a_png(tmp_path, quick):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cache_names_encode_scale_episodes_and_seed():
+def test_cache_names_encode_scale_settings_episodes_and_seed(monkeypatch):
     book = default_spec("point_mass_maze", "rnd")
     assert book.scale == "book" and book.episodes * book.episode_steps == 1_000_000
-    assert book.name == "point_mass_maze__rnd-book__1000x1000__seed0"
+    assert re.fullmatch(r"point_mass_maze__rnd-book-[0-9a-f]{8}__1000x1000__seed0", book.name)
     short = default_spec("point_mass_maze", "rnd-short")
     assert short.scale == "book" and short.episodes * short.episode_steps == 100_000
-    assert short.name == "point_mass_maze__rnd-short-book__100x1000__seed0"
+    assert re.fullmatch(r"point_mass_maze__rnd-short-book-[0-9a-f]{8}__100x1000__seed0", short.name)
     other = default_spec("point_mass_maze", "rnd", episodes=7, seed=2, scale="quick")
-    assert other.name == "point_mass_maze__rnd-quick__7x1000__seed2"
+    assert re.fullmatch(r"point_mass_maze__rnd-quick-[0-9a-f]{8}__7x1000__seed2", other.name)
     # the open-loop collectors keep their names
     assert (
         default_spec("point_mass_maze", "random").name == "point_mass_maze__random__100x1000__seed0"
     )
+    # a change of a scale's settings names another file: the cache never serves data made otherwise
+    before = book.name
+    changed = {**rnd.LONG_SCALES, "book": replace(rnd.LONG_SCALES["book"], updates=3)}
+    monkeypatch.setitem(COLLECTORS, "rnd", replace(COLLECTORS["rnd"], scales=changed))
+    assert default_spec("point_mass_maze", "rnd").name != before
 
 
 def test_bad_collector_and_scale_names_are_clear_errors(capsys, tmp_path):

@@ -22,6 +22,8 @@ Both take their hyperparameters from named scales (``book``, the default, and ``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -43,7 +45,11 @@ FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 @dataclass(frozen=True)
 class CollectorSpec:
-    """How a named dataset is made; its fields name its cache file."""
+    """How a named dataset is made; its fields name its cache file.
+
+    A collector with hyperparameters adds the first 8 hex digits of their hash to the name, so a
+    change of its scale's settings makes a new file instead of reusing data made another way.
+    """
 
     domain: str
     collector: str
@@ -54,7 +60,11 @@ class CollectorSpec:
 
     @property
     def name(self) -> str:
-        collector = self.collector if self.scale is None else f"{self.collector}-{self.scale}"
+        collector = self.collector
+        if self.scale is not None:
+            config = asdict(get_collector(self.collector).scales[self.scale])
+            digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+            collector = f"{collector}-{self.scale}-{digest[:8]}"
         return f"{self.domain}__{collector}__{self.episodes}x{self.episode_steps}__seed{self.seed}"
 
 
