@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from zsrl.agents import Batch, build_agent
-from zsrl.config import CONSERVATIVE_METHODS, METHODS, preset
+from zsrl.config import preset
+from zsrl.methods import get_method, method_names
 from zsrl.train import resolve_device
 
 
@@ -28,7 +29,7 @@ def time_updates(
 ) -> tuple[float, int]:
     """Median ms per update over five timed blocks on one fixed batch, and the batch size."""
     cfg = preset(method, "point_mass_maze", scale).agent
-    if penalty_states is not None and method in CONSERVATIVE_METHODS:
+    if penalty_states is not None and get_method(method).conservative:
         cfg.conservative.penalty_states = penalty_states
     torch.manual_seed(0)
     agent = build_agent(method, cfg, 4, 2, device)
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--scales", nargs="+", default=["quick", "book", "paper"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=method_names())
     parser.add_argument("--seconds", type=float, default=10.0, help="timing budget per cell")
     parser.add_argument(
         "--penalty-states",

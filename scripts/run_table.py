@@ -7,7 +7,7 @@
 Each argument is a run directory or a committed ``record_X.json`` (its ``metrics_X.csv`` beside it).
 The best evaluation is the one with the highest mean return over the run's tasks; the tasks it scored
 on (return ≥ 0.5) are listed. "actor Q" is the logged predicted value of the actor's action (FB
-family, SF-LAP; "-" for methods that log none). Rows are sorted by method (as ``zsrl.config.METHODS``
+family, SF-LAP; "-" for methods that log none). Rows are sorted by method (as ``zsrl.methods.method_names()``
 orders them), task and seed. ``--departures`` adds a column with the agent settings in which each
 run departs from its preset (its ``--set`` values), and ``--at``/``--metrics`` report any logged
 metric at given steps. The results READMEs' tables are made with it.
@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zsrl.config import METHOD_LABELS, METHODS, RunConfig, departures
+from zsrl.config import RunConfig, departures
+from zsrl.methods import get_method, method_names
 from zsrl.plots import read_metrics
 from zsrl.results import load_records, metrics_path
 
@@ -59,7 +60,9 @@ def run_row(path: Path, record: dict[str, Any], q_steps: list[int]) -> list[str]
     best = max(record["evaluations"], key=lambda e: e["mean_score"])
     last = record["evaluations"][-1]
     task = record.get("single_task")
-    label = METHOD_LABELS[record["method"]] + (f" ({task.removeprefix('reach_')})" if task else "")
+    label = get_method(record["method"]).label + (
+        f" ({task.removeprefix('reach_')})" if task else ""
+    )
     return [
         label,
         str(record["config"]["train"]["seed"]),
@@ -82,7 +85,7 @@ def table(
     order = sorted(
         range(len(paths)),
         key=lambda i: (
-            METHODS.index(records[i]["method"]),
+            method_names().index(records[i]["method"]),
             records[i].get("single_task") or "",
             records[i]["config"]["train"]["seed"],
         ),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from zsrl.config import METHODS, SINGLE_TASK_METHODS
+from zsrl.config import RUN_OPTIONS
+from zsrl.methods import get_method, method_names
 
 ROOT = Path(__file__).parents[1]
 BOOK = ROOT / "book"
@@ -25,14 +26,14 @@ def pages() -> list[Path]:
     return sorted(p for p in BOOK.rglob("*.md") if "_static" not in p.parts)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monkeypatch):
     monkeypatch.setenv("ZSRL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out.ipynb"
     run_dir = tmp_path / "run"
     parameters = dict(method=method, scale="quick", steps=60, threads=1, out_dir=str(run_dir))
-    if method in SINGLE_TASK_METHODS:
+    if get_method(method).single_task:
         parameters["tasks"] = "reach_top_left"  # cql and td3 learn one task
     papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, progress_bar=False)
     record = json.loads((run_dir / "record.json").read_text())
@@ -40,7 +41,7 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
     assert record["steps_done"] == 60 and record["complete"]
     assert record["command"].startswith("papermill book/run_experiment.ipynb")
     assert f"-p method {method}" in record["command"]
-    if method in SINGLE_TASK_METHODS:
+    if get_method(method).single_task:
         assert record["single_task"] == "reach_top_left" and record["tasks"] == ["reach_top_left"]
         assert "-p tasks reach_top_left" in record["command"]
     executed = json.loads(out.read_text())
@@ -57,11 +58,12 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("method", "cql2", "unknown method 'cql2'; valid choices: ['cql', 'dvcfb', 'fb', 'gciql'"),
+        ("method", "cql2", "unknown method 'cql2'; valid choices: ['fb', 'vcfb', 'mcfb', 'dvcfb'"),
         ("tasks", "reach_moon", "unknown task 'reach_moon'"),
         ("scale", "huge", "unknown scale 'huge'; valid choices"),
         ("dataset", "d4rl", "unknown dataset 'd4rl'; valid choices"),
-        ("steps", -3, "steps must be a positive integer or None, got -3"),
+        ("steps", -3, "steps must be at least 1, got -3"),
+        ("seed", "abc", "seed must be an integer, got 'abc'"),
     ],
 )
 def test_a_bad_parameter_fails_in_the_first_cell(tmp_path, name, value, message):
@@ -79,6 +81,15 @@ def test_a_bad_parameter_fails_in_the_first_cell(tmp_path, name, value, message)
         i for i, c in enumerate(code) if any(o["output_type"] == "error" for o in c["outputs"])
     ]
     assert failed == [first]
+
+
+def test_the_notebooks_parameters_are_the_declared_run_options():
+    notebook = json.loads(NOTEBOOK.read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    values: dict = {}
+    exec("".join(cell["source"]), {}, values)
+    declared = {o.name: o.default for o in RUN_OPTIONS}
+    assert values == {**declared, "out_dir": ""}  # same names, same defaults as the CLI's flags
 
 
 def test_notebooks_carry_no_outputs_and_a_python3_kernel():

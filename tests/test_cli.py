@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from zsrl.cli import main
-from zsrl.config import BASELINE_METHODS, SINGLE_TASK_METHODS, RunConfig, apply_overrides, preset
+from zsrl.config import RunConfig, apply_overrides, preset
+from zsrl.methods import get_method, method_names
 
 QUICK = ["--scale", "quick", "--no-progress"]
 SMALL = [
@@ -123,11 +124,11 @@ def test_conservative_methods_train_and_eval(method, capsys, tmp_path, data_dir)
 
 
 @pytest.mark.parametrize("scale", ["book", "paper"])
-@pytest.mark.parametrize("method", BASELINE_METHODS)
+@pytest.mark.parametrize("method", method_names("baseline"))
 def test_baselines_train_and_eval_at_the_larger_scales(method, scale, capsys, tmp_path, data_dir):
     """Two updates with each scale's networks and batch (quick scale: the trainer's own tests)."""
     run = tmp_path / method
-    tasks = ["--tasks", "reach_top_left"] if method in SINGLE_TASK_METHODS else []
+    tasks = ["--tasks", "reach_top_left"] if get_method(method).single_task else []
     argv = ["train", "--method", method, "--scale", scale, *tasks, "--no-progress"]
     steps = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]  # after SMALL's
     code, _, err = run_main(

@@ -7,7 +7,7 @@ import torch
 from test_agent import random_batch  # tests/ is on sys.path under pytest
 
 from zsrl import losses
-from zsrl.agents import ConservativeFBAgent, FBAgent, make_agent
+from zsrl.agents import ConservativeFBAgent, FBAgent, build_agent
 from zsrl.config import ConservativeConfig, apply_overrides, preset
 from zsrl.model import FBModel
 from zsrl.train import Trainer
@@ -18,7 +18,7 @@ CFG = preset("vcfb", "point_mass_maze", "quick").agent
 def agent_for(method, seed=0, cfg=None):
     cfg = cfg or preset(method, "point_mass_maze", "quick").agent
     torch.manual_seed(seed)
-    return make_agent(method, FBModel(4, 2, cfg), cfg)
+    return build_agent(method, cfg, 4, 2)
 
 
 # ----------------------------------------------------------------------------- penalties by hand
@@ -143,13 +143,15 @@ def test_bad_sample_counts_are_clear_errors(overrides, message):
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid methods"):
-        make_agent("cfb", FBModel(4, 2, CFG), CFG)
+    with pytest.raises(ValueError, match=r"'cfb'.*valid choices: \['fb', 'vcfb'"):
+        build_agent("cfb", CFG, 4, 2)
+    with pytest.raises(ValueError, match="'cfb'.*valid choices"):
+        ConservativeFBAgent(FBModel(4, 2, CFG), CFG, "cfb")
     with pytest.raises(ValueError, match="vcfb"):
         preset("vc-fb")
 
 
-def test_make_agent_types():
+def test_build_agent_types():
     assert type(agent_for("fb")) is FBAgent
     for method in ("vcfb", "mcfb", "dvcfb"):
         agent = agent_for(method)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from zsrl.config import METHODS, SINGLE_TASK_METHODS, apply_overrides, preset
+from zsrl.config import apply_overrides, preset
+from zsrl.methods import get_method, method_names
 from zsrl.train import CHECKPOINT, Trainer, load_checkpoint
 
 FILE = Path(__file__).parent / "data" / "fingerprints.json"
@@ -42,7 +43,7 @@ def versions() -> dict[str, str]:
 
 def fingerprint(method: str, out_dir: Path, data_root: Path) -> dict:
     """The weights' SHA-256 and the evaluation scores of a 40-update quick run of ``method``."""
-    single = ["eval.tasks=['reach_top_left']"] if method in SINGLE_TASK_METHODS else []
+    single = ["eval.tasks=['reach_top_left']"] if get_method(method).single_task else []
     cfg = apply_overrides(preset(method, "point_mass_maze", "quick"), [*SETTINGS, *single])
     before = torch.get_num_threads()
     try:
@@ -66,7 +67,7 @@ def data_root(tmp_path_factory):
     return tmp_path_factory.mktemp("data")
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_same_seed_gives_the_recorded_weights_and_scores(method, tmp_path, data_root):
     stored = json.loads(FILE.read_text())
     if stored["versions"] != versions():
@@ -75,7 +76,7 @@ def test_same_seed_gives_the_recorded_weights_and_scores(method, tmp_path, data_
 
 
 def write(root: Path) -> None:
-    methods = {m: fingerprint(m, root / m, root / "data") for m in METHODS}
+    methods = {m: fingerprint(m, root / m, root / "data") for m in method_names()}
     FILE.parent.mkdir(exist_ok=True)
     lines = [f"  {json.dumps(m)}: {json.dumps(entry)}" for m, entry in methods.items()]
     body = ",\n".join(lines)  # one method per line: a diff shows which changed

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from zsrl.agents import TrainingData, build_agent
-from zsrl.config import METHODS, SINGLE_TASK_METHODS, preset
+from zsrl.config import preset
 from zsrl.envs import get_domain
+from zsrl.methods import get_method, method_names
 from zsrl.probe import ValueProbe
 
 ROOT = Path(__file__).parents[1]
@@ -100,19 +101,20 @@ def logged_columns(method: str) -> list[str]:
     n, obs_dim, action_dim = 512, domain.obs_dim, domain.action_dim
     obs, next_obs = torch.randn(n, obs_dim), torch.randn(n, obs_dim)
     action = torch.rand(n, action_dim) * 2 - 1
-    reward = torch.rand(n) if method in SINGLE_TASK_METHODS else None
+    reward = torch.rand(n) if get_method(method).single_task else None
     episode, step = np.repeat(np.arange(8), 64), np.tile(np.arange(64), 8)
     cfg = preset(method, "point_mass_maze", "quick").agent
     agent = build_agent(method, cfg, obs_dim, action_dim)
     data = TrainingData(obs, action, next_obs, reward, episode, step)
     columns += list(agent.update(agent.sample_batch(data)))
-    if hasattr(agent.model, "q_value"):  # as zsrl.train.Trainer decides
-        probe = ValueProbe.from_arrays(obs.numpy(), action.numpy(), getattr(cfg, "z_dim", 1))
+    context_dim = get_method(method).q_context_dim
+    if context_dim is not None:  # as zsrl.train.Trainer decides
+        probe = ValueProbe.from_arrays(obs.numpy(), action.numpy(), context_dim(cfg))
         columns += list(probe(agent.model))
     return columns
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_every_logged_metric_is_explained(method, one_thread):
     columns = logged_columns(method)
     assert columns[:2] == ["step", "elapsed_s"]

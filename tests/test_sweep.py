@@ -100,7 +100,7 @@ def test_blocks_are_products_and_single_task_methods_get_a_cell_per_task():
         ({"scale": "quick"}, "no \\[\\[block\\]\\]"),
         (
             {"block": [{"method": "fb", "dataset": "random", "seed": 0, "n_transitions": 0}]},
-            "n_transitions must be a positive integer",
+            "n_transitions must be at least 1, got 0",
         ),
         (
             {"block": [{"method": "fb", "dataset": "random", "seed": 0, "overrides": "a=1"}]},

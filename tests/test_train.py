@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from zsrl.config import BASELINE_METHODS, SINGLE_TASK_METHODS, apply_overrides, preset
+from zsrl.config import apply_overrides, preset
+from zsrl.methods import get_method, method_names
 from zsrl.train import (
     BEST_MODEL,
     CHECKPOINT,
@@ -30,7 +31,7 @@ SMALL = [
 
 
 def config(*extra, method="fb"):
-    single = ["eval.tasks=['reach_top_left']"] if method in SINGLE_TASK_METHODS else []
+    single = ["eval.tasks=['reach_top_left']"] if get_method(method).single_task else []
     return apply_overrides(preset(method, "point_mass_maze", "quick"), [*SMALL, *single, *extra])
 
 
@@ -70,7 +71,7 @@ def test_quick_run_writes_a_complete_record(tmp_path, data_root):
     assert rows[0].endswith("q_data,q_uniform,q_policy")  # the value probe
 
 
-@pytest.mark.parametrize("method", ["fb", "mcfb", *BASELINE_METHODS])
+@pytest.mark.parametrize("method", ["fb", "mcfb", *method_names("baseline")])
 def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root, method):
     straight = tmp_path / "straight"
     Trainer(config(method=method), straight, data_root=data_root, progress=False).run()
@@ -87,13 +88,13 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, data_root, method
     assert metric_rows(straight / METRICS) == metric_rows(split / METRICS)
 
 
-@pytest.mark.parametrize("method", BASELINE_METHODS)
+@pytest.mark.parametrize("method", method_names("baseline"))
 def test_baselines_train_and_evaluate_through_the_trainer(tmp_path, data_root, method):
     record = Trainer(config(method=method), tmp_path, data_root=data_root, progress=False).run()
     assert record["method"] == method and record["complete"] and record["steps_done"] == 40
-    expected = ["reach_top_left"] if method in SINGLE_TASK_METHODS else sorted(record["tasks"])
+    expected = ["reach_top_left"] if get_method(method).single_task else sorted(record["tasks"])
     assert sorted(record["evaluations"][-1]["scores"]) == expected
-    assert record["single_task"] == ("reach_top_left" if method in SINGLE_TASK_METHODS else None)
+    assert record["single_task"] == ("reach_top_left" if get_method(method).single_task else None)
     header = (tmp_path / METRICS).read_text().splitlines()[0].split(",")
     assert set(
         Trainer(config(method=method), tmp_path / "x", data_root=data_root).agent.progress_keys

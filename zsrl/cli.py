@@ -1,4 +1,4 @@
-"""Command line: ``python -m zsrl collect|train|eval|sweep|summarize``.
+"""Command line: ``python -m zsrl collect|train|config|eval|sweep|summarize``.
 
 Every choice (method, domain, task, dataset, scale, filter) is checked against its registry, and a bad
 value is an error that names it and lists the valid ones.
@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from zsrl.config import METHODS, SCALES, RunConfig, resolve
+from zsrl.config import RUN_OPTIONS, RunConfig, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,33 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument("--regenerate", action="store_true", help="collect even if cached")
 
     train = sub.add_parser("train", help="train a method offline and evaluate it zero-shot")
-    train.add_argument("--method", default="fb", help=f"one of {list(METHODS)}")
-    train.add_argument("--domain", default="point_mass_maze")
-    train.add_argument("--dataset", default="uniform-reset", help="collector name")
-    train.add_argument("--scale", default="book", help=f"one of {list(SCALES)}")
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--steps", type=int, default=None)
-    train.add_argument("--n-transitions", type=int, default=None, help="subsample the dataset")
-    train.add_argument("--action-filter", default=None, help="e.g. no_left")
+    _add_run_options(train)
     train.add_argument(
-        "--tasks",
-        nargs="+",
+        "--out",
+        type=Path,
         default=None,
-        help="default: every task; cql and td3 learn exactly one, named here",
+        help="run directory (default: runs/METHOD_DOMAIN_DATASET[_OPTIONS]_SCALE_seedSEED)",
     )
-    train.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
-    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    train.add_argument("--out", type=Path, default=None, help="run directory")
     train.add_argument("--data-dir", type=Path, default=None)
-    train.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. agent.lr_actor=3e-5 train.eval_every=1000",
-    )
     train.add_argument("--no-resume", action="store_true", help="start afresh in --out")
     train.add_argument("--no-progress", action="store_true")
+
+    config = sub.add_parser(
+        "config", help="print a resolved configuration and where each preset value comes from"
+    )
+    _add_run_options(config)
 
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint zero-shot on every task")
     ev.add_argument("run", type=Path, help="run directory (holds checkpoint.pt)")
@@ -101,21 +89,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_config(args: argparse.Namespace) -> RunConfig:
-    return resolve(
-        args.method,
-        args.domain,
-        args.scale,
-        dataset=args.dataset,
-        n_transitions=args.n_transitions,
-        action_filter=args.action_filter,
-        seed=args.seed,
-        steps=args.steps,
-        device=args.device,
-        threads=args.threads,
-        tasks=args.tasks,
-        overrides=args.set,
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of :data:`zsrl.config.RUN_OPTIONS`, and ``--set``."""
+    for option in RUN_OPTIONS:
+        text = option.help + (f"; one of {option.choices()}" if option.choices else "")
+        text += "" if option.default is None else f" (default: {option.default})"
+        parser.add_argument(
+            "--" + option.name.replace("_", "-"),
+            type=option.kind,
+            nargs="+" if option.many else None,
+            default=option.default,
+            help=text,
+        )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. agent.lr_actor=3e-5 train.eval_every=1000",
     )
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    options = {o.name: getattr(args, o.name) for o in RUN_OPTIONS if o.field is not None}
+    return resolve(args.method, args.domain, args.scale, overrides=args.set, **options)
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -147,6 +144,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     record = trainer.run(resume=not args.no_resume)
     _print_summary(record, out)
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    from zsrl.config import format_config
+
+    print(format_config(build_config(args)), end="")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {
             "collect": cmd_collect,
+            "config": cmd_config,
             "train": cmd_train,
             "eval": cmd_eval,
             "summarize": cmd_summarize,

@@ -8,27 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 SCALES = ("quick", "book", "paper")
-FB_METHODS = ("fb", "vcfb", "mcfb", "dvcfb")
-CONSERVATIVE_METHODS = ("vcfb", "mcfb", "dvcfb")
-BASELINE_METHODS = ("sf-lap", "gciql", "cql", "td3")
-METHODS = FB_METHODS + BASELINE_METHODS
-# Methods that learn one task's policy from its relabelled rewards: trained and evaluated on one task.
-SINGLE_TASK_METHODS = ("cql", "td3")
-# How tables and figures name each method (the paper's spelling).
-METHOD_LABELS = {
-    "fb": "FB",
-    "vcfb": "VC-FB",
-    "mcfb": "MC-FB",
-    "dvcfb": "DVC-FB",
-    "sf-lap": "SF-LAP",
-    "gciql": "GC-IQL",
-    "cql": "CQL",
-    "td3": "TD3",
-}
 
 
 @dataclass
@@ -201,15 +185,8 @@ class TD3Config:
     normalize_obs: bool = False
 
 
+# The agent configuration classes of the built-in methods; a method names its own (zsrl.methods).
 AgentConfig = FBConfig | SFConfig | GCIQLConfig | CQLConfig | TD3Config
-# The agent configuration class of every method.
-AGENT_CONFIGS: dict[str, type] = {
-    **{name: FBConfig for name in FB_METHODS},
-    "sf-lap": SFConfig,
-    "gciql": GCIQLConfig,
-    "cql": CQLConfig,
-    "td3": TD3Config,
-}
 
 
 @dataclass
@@ -251,7 +228,7 @@ class RunConfig:
     method: str = "fb"
     domain: str = "point_mass_maze"
     scale: str = "paper"
-    agent: AgentConfig = field(default_factory=FBConfig)  # the class AGENT_CONFIGS[method]
+    agent: AgentConfig = field(default_factory=FBConfig)  # the class its method declares
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -264,14 +241,15 @@ class RunConfig:
         from zsrl.data import ACTION_FILTERS, collector_names
         from zsrl.envs import get_domain
         from zsrl.infer import GOAL_INFERENCE
+        from zsrl.methods import get_method
 
-        _check_choice("method", self.method, METHODS)
+        method = get_method(self.method)
         _check_choice("scale", self.scale, SCALES)
         _check_choice("dataset", self.data.name, collector_names())
         if self.data.action_filter is not None:
             _check_choice("action filter", self.data.action_filter, ACTION_FILTERS)
         _check_choice("goal_inference", self.eval.goal_inference, GOAL_INFERENCE)
-        expected = AGENT_CONFIGS[self.method]
+        expected = method.config
         if type(self.agent) is not expected:
             raise ValueError(
                 f"method {self.method!r} takes an agent config of type {expected.__name__}, "
@@ -282,12 +260,12 @@ class RunConfig:
 
             _check_choice("target_heads", self.agent.target_heads, TARGET_HEADS)
             _check_choice("actor_objective", self.agent.actor_objective, ACTOR_OBJECTIVES)
-        if self.method in CONSERVATIVE_METHODS:
+        if method.conservative:
             self.agent.conservative.sample_counts()
         domain = get_domain(self.domain)
         for task in self.eval.tasks or []:
             domain.task(task)
-        if self.method in SINGLE_TASK_METHODS and len(self.eval.tasks or []) != 1:
+        if method.single_task and len(self.eval.tasks or []) != 1:
             raise ValueError(
                 f"method {self.method!r} learns one task from its rewards: name exactly one task "
                 f"(--tasks NAME or eval.tasks=['NAME']), got {self.eval.tasks!r}; valid tasks: "
@@ -297,17 +275,20 @@ class RunConfig:
     @property
     def single_task(self) -> str | None:
         """The task a single-task method (cql, td3) is trained for; None for zero-shot methods."""
+        from zsrl.methods import get_method
+
         return (
-            self.eval.tasks[0] if self.method in SINGLE_TASK_METHODS and self.eval.tasks else None
+            self.eval.tasks[0] if get_method(self.method).single_task and self.eval.tasks else None
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """The configuration a dict describes; the agent section's class follows ``method``."""
+        from zsrl.methods import get_method
+
         data = dict(data)
-        method = data.get("method", "fb")
-        _check_choice("method", method, METHODS)
-        agent = _from_dict(AGENT_CONFIGS[method], data.pop("agent", {}), "agent.")
+        kind = get_method(data.get("method", "fb")).config
+        agent = _from_dict(kind, data.pop("agent", {}), "agent.")
         return dataclasses.replace(_from_dict(cls, data), agent=agent)
 
 
@@ -334,72 +315,10 @@ def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
         raise ValueError(f"unknown {kind} {value!r}; valid choices: {choices}")
 
 
-# Sizes of the three scales, per agent config class. `paper` is the paper's (reference:
-# ref-hyperparameters). `book` fits one FB
-# run of the default maze experiment into about 15 minutes of this project's 2-core CPU, and gives
-# every baseline the same widths and batch; `quick` runs in seconds for tests.
-_FORWARD_ACTOR_SCALE: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "book": dict(
-        # raw observations, Linear→LayerNorm→Tanh first layers (reference: ref-fb-architecture)
-        layernorm_input=True,
-        batch_size=256,
-        preprocessor_hidden=256,
-        preprocessor_layers=1,
-        preprocessor_out=256,
-        forward_hidden=256,
-        forward_layers=1,
-        actor_hidden=256,
-    ),
-    "quick": dict(
-        z_dim=16,
-        batch_size=64,
-        preprocessor_hidden=32,
-        preprocessor_layers=1,
-        preprocessor_out=32,
-        forward_hidden=32,
-        forward_layers=1,
-        actor_hidden=32,
-    ),
-}
-_SCALE_AGENT: dict[type, dict[str, dict[str, Any]]] = {
-    FBConfig: {
-        "paper": {},
-        "book": _FORWARD_ACTOR_SCALE["book"] | dict(backward_hidden=256, backward_layers=2),
-        "quick": _FORWARD_ACTOR_SCALE["quick"] | dict(backward_hidden=32, backward_layers=1),
-    },
-    SFConfig: {
-        "paper": {},
-        "book": _FORWARD_ACTOR_SCALE["book"] | dict(feature_hidden=256, feature_layers=2),
-        "quick": _FORWARD_ACTOR_SCALE["quick"] | dict(feature_hidden=32, feature_layers=1),
-    },
-    GCIQLConfig: {
-        "paper": {},
-        "book": dict(batch_size=256, value_hidden=256, actor_hidden=256),
-        "quick": dict(
-            batch_size=64, value_hidden=32, value_layers=1, actor_hidden=32, actor_layers=1
-        ),
-    },
-    CQLConfig: {
-        "paper": {},
-        # The dual variables (SAC's temperature β, CQL's α) learn 10x faster at book scale: Adam
-        # moves log β and log α by about lr per update, so with the paper's 1e-4 they travel about 3
-        # in 30k updates (100 in the paper's 1M), α stays above 0.05 and β above 0.005, and the
-        # penalty's pull towards the data's uniform actions keeps the policy at its initial
-        # maximal entropy, mean action 0, return 0 (results/cql_book_dual_rates/).
-        "book": dict(
-            batch_size=256, critic_hidden=256, actor_hidden=256, lr_temperature=1e-3, lr_alpha=1e-3
-        ),
-        "quick": dict(
-            batch_size=64, critic_hidden=32, critic_layers=1, actor_hidden=32, actor_layers=1
-        ),
-    },
-    TD3Config: {
-        "paper": {},
-        "book": dict(batch_size=256, critic_hidden=256, actor_hidden=256),
-        "quick": dict(batch_size=64, critic_hidden=32, critic_layers=1, actor_hidden=32),
-    },
-}
+# Training and evaluation per scale, for every method: `paper` is the paper's (reference:
+# ref-hyperparameters); `book` fits a run of the maze experiments into 15-45 minutes of one core of
+# this project's 2-core CPU; `quick` runs in seconds, for tests. Each method's agent presets are in
+# its declaration (zsrl.methods).
 _SCALE_TRAIN: dict[str, dict[str, Any]] = {
     "paper": dict(steps=1_000_000, eval_every=20_000, log_every=1_000, checkpoint_every=20_000),
     "book": dict(steps=30_000, eval_every=2_500, log_every=500, checkpoint_every=2_500),
@@ -410,65 +329,71 @@ _SCALE_EVAL: dict[str, dict[str, Any]] = {
     "book": dict(episodes=5),
     "quick": dict(episodes=1),
 }
-# The conservative penalty per scale. On a CPU its K = 12 action samples per state cost about twice an
-# FB update (F's matrix products bound the time), so the book scale puts them on a random quarter of
-# each batch: the same penalty, estimated from fewer states. The paper scale samples every state.
-_SCALE_CONSERVATIVE: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "book": dict(penalty_states=0.25),
-    "quick": {},
-}
-# Per-method overrides: the conservative variants train the actor more slowly (reference:
-# ref-conservative-hyperparameters).
-_METHOD_AGENT: dict[str, dict[str, Any]] = {
-    name: dict(lr_actor=3e-5) for name in CONSERVATIVE_METHODS
-}
-# Per-domain overrides: d 100 and γ 0.99 on the maze for FB and SF-LAP; the paper's GC-IQL, CQL and
-# TD3 keep γ 0.98 everywhere (reference: ref-fb-optimisation, ref-sf-lap).
-_DOMAIN_AGENT: dict[tuple[type, str], dict[str, Any]] = {
-    (FBConfig, "point_mass_maze"): dict(z_dim=100, discount=0.99),
-    (SFConfig, "point_mass_maze"): dict(z_dim=100, discount=0.99),
-}
-# Per-(scale, domain) overrides. At book scale the maze's far goals (200-400 steps away through the
-# doors) need a longer horizon than γ 0.99 gives (0.99^300 ≈ 0.05 of the near goal's weight) and FB
-# needs a slower target and actor to stay stable: results/fb_maze_uniform-reset_book_gamma995/. Every
-# method gets the same horizon at book scale, so that no baseline loses for want of one.
-_BOOK_MAZE_FORWARD = dict(discount=0.995, target_tau=0.005, lr_actor=3e-5)
-_SCALE_DOMAIN_AGENT: dict[tuple[type, str, str], dict[str, Any]] = {
-    (FBConfig, "book", "point_mass_maze"): _BOOK_MAZE_FORWARD,
-    (SFConfig, "book", "point_mass_maze"): _BOOK_MAZE_FORWARD,
-    **{
-        (kind, "book", "point_mass_maze"): dict(discount=0.995)
-        for kind in (GCIQLConfig, CQLConfig, TD3Config)
-    },
-}
 
 
 def preset(method: str = "fb", domain: str = "point_mass_maze", scale: str = "book") -> RunConfig:
     """The resolved configuration for a (method, domain, scale)."""
-    from zsrl.envs import domain_names
+    return preset_with_sources(method, domain, scale)[0]
 
-    _check_choice("method", method, METHODS)
+
+def preset_with_sources(
+    method: str = "fb", domain: str = "point_mass_maze", scale: str = "book"
+) -> tuple[RunConfig, dict[str, str]]:
+    """The resolved configuration and, for each field the preset sets, why (``"agent.z_dim"`` ->
+    the reason its method declares; ``"train.steps"`` -> ``"book scale"``).
+
+    The agent section is the method's configuration class (the paper's values) with the method's
+    presets that apply to (domain, scale) laid over it in their declared order; training and
+    evaluation follow the scale.
+    """
+    from zsrl.envs import domain_names
+    from zsrl.methods import get_method
+
+    spec = get_method(method)
     _check_choice("domain", domain, domain_names())
     _check_choice("scale", scale, SCALES)
-    kind = AGENT_CONFIGS[method]
-    values = {
-        **_METHOD_AGENT.get(method, {}),
-        **_DOMAIN_AGENT.get((kind, domain), {}),
-        **_SCALE_AGENT[kind][scale],
-        **_SCALE_DOMAIN_AGENT.get((kind, scale, domain), {}),
-    }
-    if kind is FBConfig:
-        conservative = _SCALE_CONSERVATIVE[scale] if method in CONSERVATIVE_METHODS else {}
-        values["conservative"] = ConservativeConfig(**conservative)
-    return RunConfig(
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in spec.presets:
+        if layer.applies(domain, scale):
+            values |= layer.values
+            sources |= {f"agent.{key}": layer.why for key in layer.values}
+    agent = _from_dict(spec.config, _nest(values), "agent.")
+    train, evaluation = _SCALE_TRAIN[scale], _SCALE_EVAL[scale]
+    sources |= {f"train.{key}": f"{scale} scale" for key in train}
+    sources |= {f"eval.{key}": f"{scale} scale" for key in evaluation}
+    config = RunConfig(
         method=method,
         domain=domain,
         scale=scale,
-        agent=kind(**values),
-        train=TrainConfig(**_SCALE_TRAIN[scale]),
-        eval=EvalConfig(**_SCALE_EVAL[scale]),
+        agent=agent,
+        train=TrainConfig(**train),
+        eval=EvalConfig(**evaluation),
     )
+    return config, sources
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1, "c": 2}`` -> ``{"a": {"b": 1}, "c": 2}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def departures(config: RunConfig, section: str = "agent") -> dict[str, Any]:
@@ -477,59 +402,164 @@ def departures(config: RunConfig, section: str = "agent") -> dict[str, Any]:
     What a run changed by ``--set``: ``{"agent.target_heads": "mean"}``. Nested sections are
     flattened with dots.
     """
-
-    def flat(d: dict[str, Any], prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in d.items():
-            if isinstance(value, dict):
-                out |= flat(value, f"{prefix}{key}.")
-            else:
-                out[prefix + key] = value
-        return out
-
     base = preset(config.method, config.domain, config.scale).to_dict()[section]
-    ours = flat(config.to_dict()[section], f"{section}.")
-    theirs = flat(base, f"{section}.")
+    ours = _flat(config.to_dict()[section], f"{section}.")
+    theirs = _flat(base, f"{section}.")
     return {key: value for key, value in ours.items() if theirs.get(key) != value}
+
+
+def format_config(config: RunConfig) -> str:
+    """Every field of ``config``, one ``section.key = value`` line each (the syntax of ``--set``),
+    with where each value that is not its class's default comes from: a preset layer's reason, the
+    scale, or this command."""
+    _, sources = preset_with_sources(config.method, config.domain, config.scale)
+    changed = {
+        k for section in ("agent", "data", "train", "eval") for k in departures(config, section)
+    }
+    notes: list[str] = []  # each reason once, as a numbered note
+    lines = [
+        f"# {config.method} on {config.domain} at {config.scale} scale. A value without a note is",
+        "# its class's default (for the agent: the paper's); any line can be passed to --set.",
+        f"method = {config.method!r}",
+        f"domain = {config.domain!r}",
+        f"scale = {config.scale!r}",
+    ]
+    for section in ("agent", "data", "train", "eval"):
+        lines.append("")
+        for key, value in _flat(config.to_dict()[section], f"{section}.").items():
+            note = "set by this command" if key in changed else sources.get(key)
+            if note is not None and note not in notes:
+                notes.append(note)
+            mark = f"  # [{notes.index(note) + 1}]" if note is not None else ""
+            lines.append(f"{key} = {value!r}{mark}")
+    lines += ["", *(f"# [{i}] {note}" for i, note in enumerate(notes, 1))]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """One option of a run, declared once: ``python -m zsrl train --NAME``, the same parameter of
+    ``book/run_experiment.ipynb`` and a keyword of :func:`resolve` all come from it."""
+
+    name: str
+    field: str | None  # the config field it sets; None for method, domain and scale (the preset)
+    kind: type  # int or str
+    default: Any
+    help: str
+    choices: Callable[[], list[str]] | None = None  # the valid values, from their registry
+    minimum: int | None = None  # for integers
+    many: bool = False  # a list of values (tasks)
+
+    def parse(self, value: Any) -> Any:
+        """The typed value of ``value`` as a command line or papermill hands it over ("None", "7",
+        "a b"); a bad one is a ValueError naming the option, the value and what is allowed."""
+        if value is None or (isinstance(value, str) and value in ("", "None", "none")):
+            return None
+        if self.many:
+            items = value.split() if isinstance(value, str) else list(value)
+            return [self._one(item) for item in items]
+        return self._one(value)
+
+    def _one(self, value: Any) -> Any:
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise ValueError(f"{self.name} must be a string, got {value!r}")
+            return value
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(f"{self.name} must be an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.name} must be an integer, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{self.name} must be at least {self.minimum}, got {value!r}")
+        return value
+
+
+def _methods() -> list[str]:
+    from zsrl.methods import method_names
+
+    return method_names()
+
+
+def _domains() -> list[str]:
+    from zsrl.envs import domain_names
+
+    return domain_names()
+
+
+def _datasets() -> list[str]:
+    from zsrl.data import collector_names
+
+    return collector_names()
+
+
+def _filters() -> list[str]:
+    from zsrl.data import ACTION_FILTERS
+
+    return sorted(ACTION_FILTERS)
+
+
+RUN_OPTIONS: tuple[RunOption, ...] = (
+    RunOption("method", None, str, "fb", "the algorithm", _methods),
+    RunOption("domain", None, str, "point_mass_maze", "the environment", _domains),
+    RunOption("scale", None, str, "book", "the preset's size", lambda: list(SCALES)),
+    RunOption(
+        "dataset", "data.name", str, None, "the collector (default: uniform-reset)", _datasets
+    ),
+    RunOption("n_transitions", "data.n_transitions", int, None, "subsample to n", minimum=1),
+    RunOption("action_filter", "data.action_filter", str, None, "drop actions", _filters),
+    RunOption("seed", "train.seed", int, None, "training seed (default: 42)", minimum=0),
+    RunOption("steps", "train.steps", int, None, "updates (default: the scale's)", minimum=1),
+    RunOption("device", "train.device", str, None, "auto, cpu, cuda or mps (default: auto)"),
+    RunOption("threads", "train.threads", int, None, "torch CPU threads", minimum=1),
+    RunOption(
+        "tasks",
+        "eval.tasks",
+        str,
+        None,
+        "default: every task; cql and td3 learn exactly one",
+        many=True,
+    ),
+)
+
+
+def run_option(name: str) -> RunOption:
+    for option in RUN_OPTIONS:
+        if option.name == name:
+            return option
+    raise ValueError(f"unknown run option {name!r}; valid options: {[o.name for o in RUN_OPTIONS]}")
 
 
 def resolve(
     method: str = "fb",
     domain: str = "point_mass_maze",
     scale: str = "book",
-    dataset: str | None = None,
-    n_transitions: int | None = None,
-    action_filter: str | None = None,
-    seed: int | None = None,
-    steps: int | None = None,
-    device: str | None = None,
-    threads: int | None = None,
-    tasks: list[str] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    **options: Any,
 ) -> RunConfig:
-    """The preset for (method, domain, scale) with the usual run options set, validated.
+    """The preset for (method, domain, scale) with the run options of :data:`RUN_OPTIONS` set,
+    validated.
 
     This is what ``python -m zsrl train`` and ``book/run_experiment.ipynb`` run: ``overrides``
     (``section.key=value`` strings) apply to the preset first, then every option that is not None,
-    so a named option wins over an override of the same field. A bad choice is a ValueError naming it
-    and listing the valid ones.
+    so a named option wins over an override of the same field. Options may come as papermill hands
+    them over (``"None"``, ``"100000"``, ``"reach_top_left reach_top_right"``). A bad value is a
+    ValueError naming it and listing the valid ones.
     """
-    flags = {
-        "data.name": dataset,
-        "data.n_transitions": n_transitions,
-        "data.action_filter": action_filter,
-        "train.seed": seed,
-        "train.steps": steps,
-        "train.device": device,
-        "train.threads": threads,
-        "eval.tasks": tasks,
-    }
-    for name, value in (("n_transitions", n_transitions), ("steps", steps), ("threads", threads)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    settings = [f"{k}={v!r}" for k, v in flags.items() if v is not None]
+    method, domain, scale = (
+        run_option(k).parse(v)
+        for k, v in (("method", method), ("domain", domain), ("scale", scale))
+    )
+    settings = []
+    for name, raw in options.items():
+        option = run_option(name)
+        if option.field is None:
+            raise ValueError(f"option {name!r} is a positional argument of resolve()")
+        value = option.parse(raw)
+        if value is not None:
+            settings.append(f"{option.field}={value!r}")
     cfg = apply_overrides(preset(method, domain, scale), [*overrides, *settings])
     cfg.validate()
     return cfg

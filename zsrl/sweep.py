@@ -44,8 +44,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from zsrl.config import SINGLE_TASK_METHODS, RunConfig, resolve
+from zsrl.config import RunConfig, resolve
 from zsrl.io import atomic_write_json
+from zsrl.methods import get_method
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -164,7 +165,7 @@ def parse_grid(data: dict[str, Any], where: str = "grid") -> list[Cell]:
             )
         axes = [_listed(values.get(key)) for key in AXES]
         for method, dataset, n, action_filter, seed in itertools.product(*axes):
-            if method in SINGLE_TASK_METHODS:
+            if get_method(method).single_task:
                 tasks = values.get("tasks") or _domain_tasks(values.get("domain"))
             else:
                 tasks = [None]

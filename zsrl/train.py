@@ -33,6 +33,7 @@ from zsrl.data import Dataset, default_spec, load_or_collect
 from zsrl.envs import get_domain
 from zsrl.evaluate import evaluate
 from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer
+from zsrl.methods import get_method
 from zsrl.probe import ValueProbe
 from zsrl.record import environment_info
 
@@ -139,15 +140,16 @@ class Trainer:
         obs = torch.as_tensor(self.dataset.observation, device=self.device)
         self.model.set_obs_stats(obs)
         # the value probe, for models with action values (every method but GC-IQL's value-only one)
+        context_dim = get_method(self.cfg.method).q_context_dim
         self.probe = (
-            ValueProbe.from_arrays(
+            None
+            if context_dim is None
+            else ValueProbe.from_arrays(
                 self.dataset.observation,
                 self.dataset.action,
-                getattr(self.cfg.agent, "z_dim", 1),  # single-task critics ignore z
+                context_dim(self.cfg.agent),
                 device=self.device,
             )
-            if hasattr(self.model, "q_value")
-            else None
         )
         self.step = 0
         self.elapsed = 0.0
@@ -166,9 +168,9 @@ class Trainer:
                 obs=self.model.normalize(as_tensor(self.dataset.observation)),  # n x O
                 action=as_tensor(self.dataset.action),  # n x A
                 next_obs=self.model.normalize(as_tensor(self.dataset.next_observation)),  # n x O
-                reward=None
-                if task is None
-                else as_tensor(self.dataset.rewards(self.domain.task(task))),
+                reward=as_tensor(self.dataset.rewards(self.domain.task(task)))
+                if "rewards" in get_method(self.cfg.method).needs
+                else None,
                 episode=self.dataset.episode,  # n
                 step=self.dataset.step,  # n
             )

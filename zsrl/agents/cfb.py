@@ -23,18 +23,22 @@ from torch import Tensor
 from zsrl import losses
 from zsrl.agents.base import LagrangeMultiplier
 from zsrl.agents.fb import Batch, FBAgent, Forward
-from zsrl.config import CONSERVATIVE_METHODS, FBConfig
+from zsrl.config import FBConfig
 from zsrl.model import FBModel
 from zsrl.nets import truncated_normal_sample
+
+# The penalties: on Q = Fᵀz (VC-FB), on the measure FᵀB(s⁺) (MC-FB), on Q for B's task vectors only
+# (DVC-FB). Each names its method.
+PENALTIES = ("vcfb", "mcfb", "dvcfb")
 
 
 class ConservativeFBAgent(FBAgent):
     """FB plus the value- or measure-conservative penalty of ``method`` (vcfb, mcfb or dvcfb)."""
 
     def __init__(self, model: FBModel, cfg: FBConfig, method: str) -> None:
-        if method not in CONSERVATIVE_METHODS:
+        if method not in PENALTIES:
             raise ValueError(
-                f"unknown conservative method {method!r}; valid choices: {list(CONSERVATIVE_METHODS)}"
+                f"unknown conservative method {method!r}; valid choices: {list(PENALTIES)}"
             )
         super().__init__(model, cfg)
         self.method = method
