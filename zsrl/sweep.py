@@ -46,7 +46,7 @@ from typing import Any
 
 from zsrl.config import RunConfig, resolve
 from zsrl.io import atomic_write_json
-from zsrl.methods import get_method
+from zsrl.methods import get_method, method_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -165,7 +165,8 @@ def parse_grid(data: dict[str, Any], where: str = "grid") -> list[Cell]:
             )
         axes = [_listed(values.get(key)) for key in AXES]
         for method, dataset, n, action_filter, seed in itertools.product(*axes):
-            if get_method(method).single_task:
+            # an unknown method is reported by _checked, with the cell's name
+            if method in method_names() and get_method(method).single_task:
                 tasks = values.get("tasks") or _domain_tasks(values.get("domain"))
             else:
                 tasks = [None]
