@@ -20,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from zsrl.envs.point_mass_maze.maps import draw_rollouts  # noqa: E402
 from zsrl.evaluate import evaluate  # noqa: E402
-from zsrl.plots import draw_rollouts, save_script_outputs  # noqa: E402
+from zsrl.plots import save_script_outputs  # noqa: E402
 from zsrl.record import environment_info  # noqa: E402
 from zsrl.train import WEIGHTS, labelled_run, load_run  # noqa: E402
 

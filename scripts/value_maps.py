@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zsrl.data.coverage import EXTENT, coverage_histogram, free_cells
+from zsrl.envs.point_mass_maze.maps import EXTENT, coverage_histogram, free_cells
 from zsrl.evaluate import infer_task_vectors
 from zsrl.plots import save_script_outputs
 from zsrl.record import environment_info

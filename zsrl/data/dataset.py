@@ -165,3 +165,13 @@ def get_action_filter(name: str) -> ActionFilter:
     if name not in ACTION_FILTERS:
         raise ValueError(f"unknown action filter {name!r}; valid filters: {sorted(ACTION_FILTERS)}")
     return ACTION_FILTERS[name]
+
+
+def rewarded_fraction(dataset: Dataset, task: Task, threshold: float = 0.1) -> float:
+    """The share of transitions whose reward r(s_{t+1}, a_t) for ``task`` is at least ``threshold``.
+
+    Single-task offline RL (CQL) can learn a task only from transitions that earn its reward. On the
+    maze a reach reward of 0.1 or more means the next state is within twice the target's radius of the
+    goal (the Gaussian tolerance is 0.1 a radius beyond the target).
+    """
+    return float((dataset.rewards(task) >= threshold).mean())
