@@ -91,7 +91,9 @@ def test_collectors_a_domain_cannot_run_are_clear_errors(rail):
     assert "uniform-reset" in collector_names("point_mass_maze")
     with pytest.raises(ValueError, match=r"'uniform-reset' needs the 'free' state sampler.*'rail'"):
         default_spec("rail", "uniform-reset")
-    with pytest.raises(ValueError, match=r"domain 'rail' has no state sampler 'free'; its samplers"):
+    with pytest.raises(
+        ValueError, match=r"domain 'rail' has no state sampler 'free'; its samplers"
+    ):
         rail.sampler("free")
     with pytest.raises(ValueError, match="'rail' is already registered"):
         register_domain(rail)
