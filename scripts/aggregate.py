@@ -24,9 +24,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from zsrl.envs import get_domain  # noqa: E402
 from zsrl.io import atomic_write_json  # noqa: E402
 from zsrl.plots import save_figure  # noqa: E402
-from zsrl.results import MAX_RETURN, compare_methods, load_records  # noqa: E402
+from zsrl.results import compare_methods, load_records  # noqa: E402
 from zsrl.stats import performance_profile_ci, plot_performance_profiles  # noqa: E402
 
 
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, n in normalised["methods"].items():
             print(f"  {label:10s} {n['point']:6.1f} % [{n['ci95'][0]:.1f}, {n['ci95'][1]:.1f}]")
 
-    taus = np.linspace(0, MAX_RETURN, 101)  # 101
+    best = get_domain(next(iter(groups.values()))[0]["domain"]).max_return  # the profile's range
+    taus = np.linspace(0, best, 101)  # 101
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4), layout="constrained")
     labels = list(comparison["methods"])
     for k, label in enumerate(labels):
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     left.set_yticks(range(len(labels)), labels)
     left.set_ylim(-0.6, len(labels) - 0.4)
     left.set_xlabel(f"IQM return ({args.which} evaluation), 95 % CI")
-    left.set_xlim(-20, MAX_RETURN)
+    left.set_xlim(-20, best)
     profiles = {
         label: (taus, *performance_profile_ci(np.array(s[args.which]["scores"]), taus))
         for label, s in comparison["methods"].items()

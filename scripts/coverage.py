@@ -21,8 +21,9 @@ from pathlib import Path
 
 from zsrl.config import DataConfig
 from zsrl.data import Dataset, collector_names, default_spec, load_or_collect
-from zsrl.data.coverage import plot_coverage, rewarded_fraction, visited_fraction
+from zsrl.data.dataset import rewarded_fraction
 from zsrl.envs import get_domain
+from zsrl.envs.point_mass_maze.maps import plot_coverage, visited_fraction
 from zsrl.io import atomic_write_json
 
 

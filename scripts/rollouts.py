@@ -20,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from zsrl.envs.point_mass_maze.maps import draw_rollouts  # noqa: E402
 from zsrl.evaluate import evaluate  # noqa: E402
-from zsrl.plots import draw_rollouts, save_script_outputs  # noqa: E402
+from zsrl.plots import save_script_outputs  # noqa: E402
 from zsrl.record import environment_info  # noqa: E402
 from zsrl.train import WEIGHTS, labelled_run, load_run  # noqa: E402
 
@@ -41,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
 
     runs, paths = [], {}
     for label, run_dir in args.run:
-        trainer, step = load_run(run_dir, args.weights, data_root=args.data_dir)
-        cfg = trainer.cfg
-        tasks = args.tasks or trainer.task_names
+        run, step = load_run(run_dir, args.weights, data_root=args.data_dir)
+        cfg = run.cfg
+        tasks = args.tasks or run.task_names
         results = evaluate(
-            trainer.model,
-            trainer.domain,
+            run.model,
+            run.domain,
             tasks,
             episodes=args.episodes,
             seed=cfg.eval.seed,
-            dataset=trainer.dataset,
+            dataset=run.dataset,
             inference_samples=cfg.eval.inference_samples,
             goal_inference=cfg.eval.goal_inference,
             keep_paths=True,
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         arrays=paths,
         episodes=args.episodes,
         path_stride=PATH_STRIDE,
-        environment=environment_info(trainer.device),
+        environment=environment_info(run.device),
     )
     print(f"wrote {args.out}.png, .json and .npz")
     return 0

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zsrl.data.coverage import EXTENT, coverage_histogram, free_cells
+from zsrl.envs.point_mass_maze.maps import EXTENT, coverage_histogram, free_cells
 from zsrl.evaluate import infer_task_vectors
 from zsrl.plots import save_script_outputs
 from zsrl.record import environment_info
-from zsrl.train import WEIGHTS, Trainer, labelled_run, load_run
+from zsrl.train import WEIGHTS, LoadedRun, labelled_run, load_run
 
 FAN = 7  # actions per fan
 
@@ -38,17 +38,17 @@ def action_fans() -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
+def value_maps(run: LoadedRun, task: str, bins: int) -> dict[str, np.ndarray]:
     """Maps over the free cells at rest, each (bins, bins) [y, x], NaN in walls: mean Q over the left
     fan and over the right fan, the policy's own value Q(s, π(s, z), z), and the implied reward
     B(s)ᵀz. Plus "coverage": the dataset's visits per cell."""
-    model = trainer.model
+    model = run.model
     device = model.obs_mean.device
-    cfg = trainer.cfg
+    cfg = run.cfg
     z = infer_task_vectors(
         model,
-        [trainer.domain.task(task)],
-        trainer.dataset,
+        [run.domain.task(task)],
+        run.dataset,
         cfg.eval.inference_samples,
         cfg.eval.seed,
         cfg.eval.goal_inference,
@@ -57,7 +57,7 @@ def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
     centres = (edges[:-1] + edges[1:]) / 2  # bins
     x, y = np.meshgrid(centres, centres, indexing="xy")  # bins x bins, [y, x]
     states = np.stack([x.ravel(), y.ravel(), 0 * x.ravel(), 0 * y.ravel()], axis=1)  # cells x 4
-    obs = torch.as_tensor(trainer.domain.observe(states), device=device)  # cells x O
+    obs = torch.as_tensor(run.domain.observe(states), device=device)  # cells x O
     z = z.expand(len(obs), -1)  # cells x d
     out = {
         # V^π(s) = Q(s, π(s, z), z): where the deterministic policy expects value
@@ -75,9 +75,7 @@ def value_maps(trainer: Trainer, task: str, bins: int) -> dict[str, np.ndarray]:
         out[name] = q.mean(0).cpu().numpy().reshape(bins, bins)  # bins x bins
     walls = ~free_cells(bins).T  # bins x bins, [y, x]
     out = {k: np.where(walls, np.nan, v) for k, v in out.items()}
-    out["coverage"] = coverage_histogram(trainer.dataset, bins).T.astype(
-        float
-    )  # bins x bins [y, x]
+    out["coverage"] = coverage_histogram(run.dataset, bins).T.astype(float)  # bins x bins [y, x]
     return out
 
 
@@ -103,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     maps, runs = {}, []
     for label, run_dir in args.run:
-        trainer, step = load_run(run_dir, args.weights, data_root=args.data_dir)
-        for name, values in value_maps(trainer, args.task, args.bins).items():
+        run, step = load_run(run_dir, args.weights, data_root=args.data_dir)
+        for name, values in value_maps(run, args.task, args.bins).items():
             maps[f"{label}/{name}"] = values.astype(np.float32)
         gap = np.nanmean(maps[f"{label}/left"] - maps[f"{label}/right"])
         peaks = {k: argmax_position(maps[f"{label}/{k}"]) for k in ("policy", "reward")}
         runs.append(
-            {"label": label, "run": str(run_dir), "method": trainer.cfg.method, "step": step,
-             "dataset": trainer.cfg.data.name, "weights": args.weights,
+            {"label": label, "run": str(run_dir), "method": run.cfg.method, "step": step,
+             "dataset": run.cfg.data.name, "weights": args.weights,
              "mean_left_minus_right": float(gap), "argmax_policy_value": peaks["policy"],
              "argmax_reward": peaks["reward"]}
         )  # fmt: skip
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         task=args.task,
         bins=args.bins,
         fan={k: v.tolist() for k, v in zip(("left", "right"), action_fans(), strict=True)},
-        environment=environment_info(trainer.device),
+        environment=environment_info(run.device),
     )
     print(f"wrote {args.out}.npz and .json")
     return 0

@@ -13,6 +13,7 @@ from zsrl.agents.gciql import GCIQLAgent, GCIQLModel
 from zsrl.config import preset
 from zsrl.data import collect
 from zsrl.data.collect import CollectorSpec
+from zsrl.data.episodes import episode_bounds
 from zsrl.envs import get_domain
 from zsrl.evaluate import evaluate
 
@@ -99,7 +100,7 @@ def test_batch_goals_are_in_the_episode_and_redrawn_every_batch():
     assert len(pairs) > 1.5 * len(set(transitions))
     layout = agent.episode_layout(data)
     assert agent.episode_layout(data) is layout  # computed once per dataset
-    assert np.array_equal(layout.start, bl.episode_bounds(data.episode)[0])
+    assert np.array_equal(layout.start, episode_bounds(data.episode)[0])
 
 
 def test_sampling_is_reproducible_from_torch_seed():

@@ -8,6 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from zsrl import baseline_losses as bl
+from zsrl.data.episodes import episode_bounds, episode_layout
 
 
 def t(*rows):
@@ -294,13 +295,13 @@ def test_goal_sampler_resamples_every_call():
 
 @pytest.mark.parametrize("with_steps", [False, True])
 def test_goal_sampler_with_precomputed_layout_matches(with_steps):
-    bounds = bl.episode_bounds(EPISODES)
+    bounds = episode_bounds(EPISODES)
     assert np.array_equal(bounds[0], START) and np.array_equal(bounds[1], END)
     steps = np.arange(EPISODES.size) - START if with_steps else None  # n
     steps = None if steps is None else steps * 2  # gaps: k steps later is not k rows later
     index = np.random.default_rng(3).integers(0, EPISODES.size, size=5000)
     plain = bl.sample_goal_indices(EPISODES, index, np.random.default_rng(4), timesteps=steps)
-    layout = bl.episode_layout(EPISODES, steps)
+    layout = episode_layout(EPISODES, steps)
     given = bl.sample_goal_indices(None, index, np.random.default_rng(4), layout=layout)
     assert np.array_equal(plain.goal, given.goal) and np.array_equal(plain.source, given.source)
     with pytest.raises(ValueError, match="exactly one"):

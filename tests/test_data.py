@@ -134,7 +134,7 @@ def test_cache_reuses_and_regenerates(tmp_path):
 
 
 def test_steps_within_episodes_survive_subsets_and_saving(tmp_path):
-    from zsrl.data.dataset import steps_within_episodes
+    from zsrl.data.episodes import steps_within_episodes
 
     data = collect(CollectorSpec("point_mass_maze", "random", 3, 20), progress=False)
     np.testing.assert_array_equal(data.step, np.tile(np.arange(20), 3))

@@ -13,16 +13,15 @@ import torch
 from zsrl.cli import main
 from zsrl.data import CollectorSpec, collect, default_spec, load_or_collect, rnd
 from zsrl.data.collect import COLLECTORS
-from zsrl.data.coverage import (
+from zsrl.data.dataset import Dataset, rewarded_fraction
+from zsrl.data.rnd import SCALES, Exploration, Replay, RNDAgent, explore, torch_threads
+from zsrl.envs import BatchSim, get_domain
+from zsrl.envs.point_mass_maze.maps import (
     coverage_histogram,
     free_cells,
     plot_coverage,
-    rewarded_fraction,
     visited_fraction,
 )
-from zsrl.data.dataset import Dataset
-from zsrl.data.rnd import SCALES, Exploration, Replay, RNDAgent, explore, torch_threads
-from zsrl.envs import BatchSim, get_domain
 
 DOMAIN = get_domain("point_mass_maze")
 QUICK = SCALES["quick"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from zsrl.config import apply_overrides, preset
-from zsrl.data.coverage import EXTENT, coverage_histogram
+from zsrl.envs.point_mass_maze.maps import EXTENT, coverage_histogram
 from zsrl.losses import orthonormality_loss
 from zsrl.plots import effective_rank, read_metrics
 from zsrl.train import Trainer, load_run

@@ -431,7 +431,9 @@ def test_summary_gives_final_distance_and_success_rate_with_intervals_over_runs(
         r["evaluations"][0]["tasks"]["a"]["final_distance"] = distances
         r["evaluations"][0]["tasks"]["b"]["final_distance"] = None  # a task without a goal
         records.append(r)
-    goals = summarise(records, reps=500)["last"]["goals"]
+    with pytest.raises(ValueError, match="goal task 'a' has no success distance"):
+        summarise(records, reps=50)  # "a" is no registered task of the maze
+    goals = summarise(records, reps=500, success_radius=0.015)["last"]["goals"]
     assert goals["b"] is None
     a = goals["a"]
     assert a["success_rate"]["per_run"] == [0.5, 1.0, 0.0]  # within the reward's 0.015

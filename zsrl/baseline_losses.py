@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zsrl.data.episodes import EpisodeLayout, episode_layout
 from zsrl.losses import normalise_to_sphere, orthonormality_loss
 
 
@@ -257,62 +258,6 @@ GOAL_FUTURE, GOAL_RANDOM, GOAL_CURRENT = 0, 1, 2
 class GoalIndices(NamedTuple):
     goal: np.ndarray  # M, int64: the dataset index of each sampled transition's goal state
     source: np.ndarray  # M, int8: GOAL_FUTURE, GOAL_RANDOM or GOAL_CURRENT
-
-
-def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last dataset index of every transition's episode (each array has the ids' length).
-
-    Raises ValueError if an episode's transitions are not contiguous in the arrays (an id that comes
-    back after another episode), since goals are drawn by index arithmetic within an episode.
-    """
-    ids = np.asarray(episode_ids)
-    if ids.ndim != 1 or ids.size == 0:
-        raise ValueError(f"episode_ids must be a non-empty 1-D array, got shape {ids.shape}")
-    is_start = np.r_[True, ids[1:] != ids[:-1]]  # n: a new run of ids starts here
-    starts = np.flatnonzero(is_start)  # E
-    run_ids, counts = np.unique(ids[starts], return_counts=True)  # E'
-    if run_ids.size != starts.size:
-        split = run_ids[counts > 1].tolist()
-        raise ValueError(
-            f"episodes must be contiguous in the arrays; episode ids {split} are split"
-        )
-    ends = np.r_[starts[1:] - 1, ids.size - 1]  # E: last index of every episode
-    run = np.cumsum(is_start) - 1  # n: which run each index belongs to
-    return starts[run], ends[run]
-
-
-class EpisodeLayout(NamedTuple):
-    """Where every transition's episode lies in the dataset arrays, for drawing goals by index."""
-
-    start: np.ndarray  # n: first index of the transition's episode
-    end: np.ndarray  # n: last index of the transition's episode
-    time_key: np.ndarray | None  # n: (episode, step) as one increasing number; None: rows are steps
-
-
-def episode_layout(episode_ids: np.ndarray, timesteps: np.ndarray | None = None) -> EpisodeLayout:
-    """The :class:`EpisodeLayout` of a dataset, checked once (a training loop caches it).
-
-    Transitions of one episode must be contiguous and in time order in the arrays. Contiguity is
-    checked from ``episode_ids`` (n); time order is checked when ``timesteps`` (n, each transition's
-    step within its episode) is given. Give them whenever episodes may have gaps (a subsample, an
-    action filter): "k steps later" is then counted in time, not in rows.
-    """
-    start, end = episode_bounds(episode_ids)  # n, n
-    if timesteps is None:
-        return EpisodeLayout(start, end, None)
-    steps = np.asarray(timesteps)
-    if steps.shape != start.shape:
-        raise ValueError(f"timesteps has shape {steps.shape}, episode_ids {start.shape}")
-    same_episode = start[1:] == start[:-1]  # n - 1
-    bad = np.flatnonzero(same_episode & (np.diff(steps) <= 0))
-    if bad.size:
-        raise ValueError(
-            f"episodes must be in time order; timesteps do not increase after indices {bad[:5].tolist()}"
-        )
-    # (episode start, step) as one key that increases along the arrays, so that "the first row at
-    # least k steps later" is a binary search
-    time_key = start.astype(np.int64) * (int(steps.max()) + 2) + steps  # n
-    return EpisodeLayout(start, end, time_key)
 
 
 def sample_goal_indices(

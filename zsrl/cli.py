@@ -134,13 +134,20 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from zsrl.data.sources import prepare_dataset
     from zsrl.train import Trainer
 
     cfg = build_config(args)
     out = args.out or default_out(cfg)
     command = "python -m zsrl " + shlex.join(sys.argv[1:])
+    dataset = prepare_dataset(cfg, args.data_dir, progress=not args.no_progress)
     trainer = Trainer(
-        cfg, out, command=command, data_root=args.data_dir, progress=not args.no_progress
+        cfg,
+        out,
+        command=command,
+        data_root=args.data_dir,
+        progress=not args.no_progress,
+        dataset=dataset,
     )
     record = trainer.run(resume=not args.no_resume)
     _print_summary(record, out)
@@ -156,15 +163,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from zsrl.evaluate import evaluate
     from zsrl.train import load_run
 
-    trainer, step = load_run(args.run, args.weights, data_root=args.data_dir)
-    cfg = trainer.cfg
+    run, step = load_run(args.run, args.weights, data_root=args.data_dir)
+    cfg = run.cfg
     results = evaluate(
-        trainer.model,
-        trainer.domain,
-        args.tasks or trainer.task_names,
+        run.model,
+        run.domain,
+        args.tasks or run.task_names,
         episodes=args.episodes or cfg.eval.episodes,
         seed=cfg.eval.seed if args.seed is None else args.seed,
-        dataset=trainer.dataset,
+        dataset=run.dataset,
         inference_samples=cfg.eval.inference_samples,
         goal_inference=args.goal_inference or cfg.eval.goal_inference,
     )
@@ -176,9 +183,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
             else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
         )
         print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
-    if trainer.probe is None:
+    if run.probe is None:
         return
-    probe = {k: float(v) for k, v in trainer.probe(trainer.model).items()}
+    probe = {k: float(v) for k, v in run.probe(run.model).items()}
     print("  value probe (mean predicted Q over dataset states, and sphere z for FB and SF-LAP):")
     print("    " + "  ".join(f"{k} {v:.4g}" for k, v in probe.items()))
 

@@ -193,7 +193,9 @@ AgentConfig = FBConfig | SFConfig | GCIQLConfig | CQLConfig | TD3Config
 class DataConfig:
     """Which dataset to train on (reference: ref-datasets)."""
 
-    name: str = "uniform-reset"  # a collector name: random, uniform-reset
+    source: str = "collect"  # where the data come from (zsrl.data.sources): our collectors' cache
+    name: str = "uniform-reset"  # the dataset's name; for ``collect``, a collector: random, rnd...
+    path: str | None = None  # the file or directory a file source reads (None for ``collect``)
     episodes: int | None = None  # None: the collector's default (100k transitions)
     collect_seed: int = 0
     n_transitions: int | None = None  # subsample to n (reference: ref-subsets); None keeps all
@@ -245,7 +247,11 @@ class RunConfig:
 
         method = get_method(self.method)
         _check_choice("scale", self.scale, SCALES)
-        _check_choice("dataset", self.data.name, collector_names())
+        from zsrl.data.sources import source_names
+
+        _check_choice("data source", self.data.source, source_names())
+        if self.data.source == "collect":
+            _check_choice("dataset", self.data.name, collector_names(self.domain))
         if self.data.action_filter is not None:
             _check_choice("action filter", self.data.action_filter, ACTION_FILTERS)
         _check_choice("goal_inference", self.eval.goal_inference, GOAL_INFERENCE)

@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from zsrl.envs.point_mass_maze import TARGET_RADIUS
+from zsrl.envs import get_domain
 from zsrl.io import atomic_write_json
 from zsrl.stats import METRICS, aggregate_with_ci
 
-# Optimality-gap target: DMC and maze episodes last 1000 steps with rewards in [0, 1] (the paper's γ).
-MAX_RETURN = 1000.0
 # The smallest IQM a normalisation reference may have: one step's top reward in a whole episode.
 MIN_REFERENCE_IQM = 1.0
 
@@ -127,7 +125,7 @@ def _per_run_with_ci(values: list[float], reps: int, seed: int) -> dict[str, Any
 
 
 def goal_statistics(
-    entries: list[dict[str, Any]], task: str, radius: float, reps: int, seed: int
+    entries: list[dict[str, Any]], task: str, radius: float | None, reps: int, seed: int
 ) -> dict[str, Any] | None:
     """Final distance and success rate of ``task`` over runs, or None for a task without a goal.
 
@@ -137,6 +135,8 @@ def goal_statistics(
     finals = [entry["tasks"][task]["final_distance"] for entry in entries]
     if any(not f for f in finals):
         return None
+    if radius is None:
+        raise ValueError(f"goal task {task!r} has no success distance; pass success_radius")
     return {
         "final_distance": _per_run_with_ci([float(np.mean(f)) for f in finals], reps, seed),
         "success_rate": _per_run_with_ci(
@@ -146,24 +146,36 @@ def goal_statistics(
     }
 
 
+def _radius(domain: str, task: str, given: float | None) -> float | None:
+    """``given``, else the registered task's success distance (None if it has none)."""
+    if given is not None:
+        return given
+    tasks = get_domain(domain).tasks
+    return tasks[task].success_distance if task in tasks else None
+
+
 def summarise(
     records: list[dict[str, Any]],
     reps: int = 10_000,
     seed: int = 0,
-    threshold: float = MAX_RETURN,
+    threshold: float | None = None,
     tasks: list[str] | None = None,
-    success_radius: float = TARGET_RADIUS,
+    success_radius: float | None = None,
 ) -> dict[str, Any]:
     """Aggregates with 95 % stratified-bootstrap intervals over runs x tasks, last and best.
 
     ``iqm`` and ``ci95`` give the IQM and its interval; ``aggregates`` gives every metric of
     ``zsrl.stats.METRICS`` as ``{"point": p, "ci95": [low, high]}``, the optimality gap measured
-    below ``threshold`` (in return units). Single-task runs are first combined per seed over their
-    tasks (:func:`combine_single_task`). ``tasks`` orders the task columns (default: the runs' own
-    order); it must name exactly the tasks the runs are scored on. ``goals`` gives, per goal task,
-    the final distance and the success rate within ``success_radius`` (the maze reward's radius)
-    with intervals over runs (:func:`goal_statistics`).
+    below ``threshold`` (in return units; default: the domain's best return). Single-task runs
+    are first combined per seed over their tasks (:func:`combine_single_task`). ``tasks`` orders
+    the task columns (default: the runs' own order); it must name exactly the tasks the runs are
+    scored on. ``goals`` gives, per goal task,
+    the final distance and the success rate within ``success_radius`` (default: the task's own
+    success distance, the maze reward's radius) with intervals over runs (:func:`goal_statistics`).
     """
+    domain = records[0]["domain"]
+    if threshold is None:
+        threshold = get_domain(domain).max_return
     if any(r.get("single_task") for r in records):
         records = combine_single_task(records)
     if tasks is None:
@@ -202,7 +214,10 @@ def summarise(
             "scores": scores.tolist(),
             "mean_per_task": dict(zip(tasks, scores.mean(0).tolist(), strict=True)),
             "mean_final_distance": distances,
-            "goals": {t: goal_statistics(entries, t, success_radius, reps, seed) for t in tasks},
+            "goals": {
+                t: goal_statistics(entries, t, _radius(domain, t, success_radius), reps, seed)
+                for t in tasks
+            },
         }
     return out
 

@@ -253,15 +253,18 @@ class CellResult:
 
 def run_cell(cell: Cell, out: str, data_root: str | None = None) -> CellResult:
     """Train one cell to completion in ``out`` (resuming if it holds a checkpoint); never raises."""
+    from zsrl.data.sources import prepare_dataset
     from zsrl.train import Trainer
 
     try:
+        cfg, root = cell.config(), Path(data_root) if data_root else None
         trainer = Trainer(
-            cell.config(),
+            cfg,
             Path(out),
             command=cell.command(Path(out)),
-            data_root=Path(data_root) if data_root else None,
+            data_root=root,
             progress=False,
+            dataset=prepare_dataset(cfg, root, progress=False),
         )
         record = trainer.run(resume=True)
     except Exception as error:  # reported per cell; the sweep goes on with the others

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from zsrl.agents import Agent, Batch, TrainingData, build_agent
 from zsrl.config import RunConfig
-from zsrl.data import Dataset, default_spec, load_or_collect
+from zsrl.data import Dataset
+from zsrl.data.sources import prepare_dataset
 from zsrl.envs import get_domain
 from zsrl.evaluate import evaluate
 from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer
@@ -76,21 +77,6 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"unknown device {name!r}; valid devices: auto, cpu, cuda, mps") from error
 
 
-def prepare_dataset(
-    cfg: RunConfig, data_root: Path | None = None, progress: bool = True
-) -> Dataset:
-    """The training data of a run: the named dataset, subsampled, then filtered (reference: ref-datasets)."""
-    spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
-    dataset = load_or_collect(spec, root=data_root, progress=progress)
-    if cfg.data.n_transitions is not None:
-        dataset = dataset.subsample(cfg.data.n_transitions, cfg.data.subsample_seed)
-    if cfg.data.action_filter is not None:
-        dataset = dataset.filter_actions(cfg.data.action_filter)
-    if len(dataset) < 2:
-        raise ValueError(f"the training dataset has {len(dataset)} transitions; need at least 2")
-    return dataset
-
-
 def _save_atomically(state: dict[str, Any], path: Path) -> None:
     """torch.save into memory, then one atomic write: a crash never leaves half a file."""
     buffer = io.BytesIO()
@@ -108,6 +94,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
 
 
+def value_probe(cfg: RunConfig, dataset: Dataset, device: torch.device) -> ValueProbe | None:
+    """The value probe of a run on ``dataset``, for methods with an action value (every method but
+    GC-IQL's value-only one), else None."""
+    context_dim = get_method(cfg.method).q_context_dim
+    if context_dim is None:
+        return None
+    return ValueProbe.from_arrays(
+        dataset.observation, dataset.action, context_dim(cfg.agent), device=device
+    )
+
+
 @dataclass
 class Trainer:
     """Runs one configuration in ``out_dir``, resuming from its checkpoint if there is one."""
@@ -117,6 +114,8 @@ class Trainer:
     command: str = ""
     data_root: Path | None = None
     progress: bool = True
+    # The prepared training data (zsrl.data.sources.prepare_dataset); None prepares them here.
+    dataset: Dataset | None = None
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -127,7 +126,8 @@ class Trainer:
             torch.set_num_threads(self.cfg.train.threads)
         self.domain = get_domain(self.cfg.domain)
         self.task_names = self.cfg.eval.tasks or list(self.domain.tasks)
-        self.dataset = prepare_dataset(self.cfg, self.data_root, self.progress)
+        if self.dataset is None:
+            self.dataset = prepare_dataset(self.cfg, self.data_root, self.progress)
         torch.manual_seed(self.cfg.train.seed)
         self.agent: Agent = build_agent(
             self.cfg.method,
@@ -139,18 +139,7 @@ class Trainer:
         self.model = self.agent.model
         obs = torch.as_tensor(self.dataset.observation, device=self.device)
         self.model.set_obs_stats(obs)
-        # the value probe, for models with action values (every method but GC-IQL's value-only one)
-        context_dim = get_method(self.cfg.method).q_context_dim
-        self.probe = (
-            None
-            if context_dim is None
-            else ValueProbe.from_arrays(
-                self.dataset.observation,
-                self.dataset.action,
-                context_dim(self.cfg.agent),
-                device=self.device,
-            )
-        )
+        self.probe = value_probe(self.cfg, self.dataset, self.device)
         self.step = 0
         self.elapsed = 0.0
         self.evaluations: list[dict[str, Any]] = []
@@ -173,6 +162,9 @@ class Trainer:
                 else None,
                 episode=self.dataset.episode,  # n
                 step=self.dataset.step,  # n
+                not_done=None  # data without terminals bootstrap everywhere
+                if self.dataset.terminal is None
+                else 1.0 - as_tensor(self.dataset.terminal),  # n
             )
 
     def sample_batch(self) -> Batch:
@@ -375,15 +367,30 @@ class Trainer:
 WEIGHTS = ("last", "best")
 
 
+@dataclass
+class LoadedRun:
+    """A finished or stopped run's model with its last or best weights, and what evaluating it needs:
+    no optimiser, no trainer."""
+
+    cfg: RunConfig
+    model: Any  # the method's model, in evaluation use
+    domain: Any
+    dataset: Dataset  # the run's training data (reward-labelled samples for task inference)
+    task_names: list[str]
+    probe: ValueProbe | None
+    device: torch.device
+    step: int
+    evaluations: list[dict[str, Any]]
+
+
 def load_run(
     run_dir: Path, which: str = "last", data_root: Path | None = None
-) -> tuple[Trainer, int]:
-    """A finished or stopped run's trainer holding its last or its best weights, and their step.
+) -> tuple[LoadedRun, int]:
+    """A finished or stopped run with its last or its best weights, and their step.
 
-    ``last`` is the latest checkpoint (model, optimisers and targets); ``best`` only the model's
-    weights at the run's best evaluation (``best_model.pt``: the optimisers and targets stay fresh).
-    The trainer is rebuilt from the configuration saved with the weights, so it brings the run's
-    dataset, domain and tasks with it, and holds the run's step and evaluations so far. Best weights
+    ``last`` is the model of the latest checkpoint; ``best`` the model's weights at the run's best
+    evaluation (``best_model.pt``). The run's configuration is the one saved with the weights, so the
+    result brings the run's dataset, domain and tasks with it, and its evaluations so far. Best weights
     that do not belong to the best evaluation of the run's record are a :class:`CheckpointError`.
     """
     if which not in WEIGHTS:
@@ -395,15 +402,21 @@ def load_run(
         raise FileNotFoundError(f"no {kind} in {run_dir} (expected {path})")
     state = load_checkpoint(path)
     cfg = RunConfig.from_dict(json.loads(state["config"]))
-    trainer = Trainer(cfg, run_dir, data_root=data_root, progress=False)
+    cfg.validate()
+    device = resolve_device(cfg.train.device)
+    domain = get_domain(cfg.domain)
+    dataset = prepare_dataset(cfg, data_root, progress=False)
+    model = build_agent(cfg.method, cfg.agent, domain.obs_dim, domain.action_dim, device).model
+    model.set_obs_stats(torch.as_tensor(dataset.observation, device=device))
     step = int(state["step"])
     record_path = run_dir / RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else None
     if which == "last":
-        trainer.agent.load_state_dict(state["agent"])
-        trainer.evaluations = json.loads(state["evaluations"])
+        model.load_state_dict(state["agent"]["model"])
+        evaluations = json.loads(state["evaluations"])
     else:
-        trainer.model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])
+        evaluations = []
         if record is not None:
             if record["best"] is None or record["best"]["step"] != step:
                 best_step = None if record["best"] is None else record["best"]["step"]
@@ -411,9 +424,19 @@ def load_run(
                     f"{path} holds the weights of step {step}, but the best evaluation in "
                     f"{record_path} is at step {best_step}; evaluate the run again to refresh them"
                 )
-            trainer.evaluations = record["evaluations"]
-    trainer.step = step
-    return trainer, step
+            evaluations = record["evaluations"]
+    run = LoadedRun(
+        cfg=cfg,
+        model=model,
+        domain=domain,
+        dataset=dataset,
+        task_names=cfg.eval.tasks or list(domain.tasks),
+        probe=value_probe(cfg, dataset, device),
+        device=device,
+        step=step,
+        evaluations=evaluations,
+    )
+    return run, step
 
 
 def labelled_run(text: str) -> tuple[str, Path]:

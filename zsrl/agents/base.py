@@ -19,6 +19,9 @@ class Batch(NamedTuple):
     next_obs: Tensor  # N x O, standardised
     reward: Tensor | None = None  # N: the single task's reward r(s', a) (CQL, TD3)
     goal: Tensor | None = None  # N x O: a goal observation per transition, standardised (GC-IQL)
+    not_done: Tensor | None = (
+        None  # N: 0 where s' is terminal, else 1; None: data without terminals
+    )
 
 
 class TrainingData(NamedTuple):
@@ -30,11 +33,21 @@ class TrainingData(NamedTuple):
     reward: Tensor | None  # n: the reward of the run's single task, or None for zero-shot methods
     episode: np.ndarray  # n: the episode id of every transition (host memory, for goal sampling)
     step: np.ndarray  # n: each transition's time step within its episode (host memory)
+    not_done: Tensor | None = None  # n: 0 where s' is terminal; None: data without terminals
 
     def transitions(self, index: Tensor, **extra: Tensor) -> Batch:
-        """The batch of transitions at ``index`` (N), with the reward when the data has one."""
+        """The batch of transitions at ``index`` (N), with the reward and the terminal flags when
+        the data have them."""
         reward = None if self.reward is None else self.reward[index]
+        if self.not_done is not None:
+            extra = {**extra, "not_done": self.not_done[index]}
         return Batch(self.obs[index], self.action[index], self.next_obs[index], reward, **extra)
+
+
+def discounts(batch: Batch, discount: float) -> Tensor | float:
+    """γ for every transition of ``batch``: 0 where s' is terminal (N), or γ itself (a float) for
+    data without terminals, which keeps their targets' arithmetic exactly as it was."""
+    return discount if batch.not_done is None else discount * batch.not_done
 
 
 def clamp_grads(params: list[Tensor], bound: float) -> None:

@@ -5,9 +5,10 @@ so it is evaluated on the task it was trained for only (the paper's normalised p
 
 SAC part: twin ReLU critics Q_1, Q_2(s, a) regress the soft Bellman target
 r + γ·(min_k Q̄_k(s', a') − β·log π(a' | s')), a' ~ π(s'), with β SAC's learnable entropy temperature
-(target entropy −|A|). The critics bootstrap at every transition: dm_control episodes end at a time
-limit, never at a terminal state, and a time limit is not a terminal (the paper's code misaligned its
-``not_done`` flags; reference: ref-bug-not-done). The tanh-Gaussian actor hard-clamps log σ to
+(target entropy −|A|). The critics bootstrap at every transition but a terminal one: dm_control
+episodes end at a time limit, never at a terminal state, and a time limit is not a terminal (the
+paper's code misaligned its ``not_done`` flags; reference: ref-bug-not-done); data that record
+terminals (D4RL's) stop the bootstrap there. The tanh-Gaussian actor hard-clamps log σ to
 [−5, 2], the behaviour of the paper's code before its CQL broke (reference: ref-bug-cql), and is
 updated every step.
 
@@ -109,7 +110,7 @@ class CQLAgent(Agent):
         with torch.no_grad():
             next_action, next_log_prob = model.actor.sample(batch.next_obs)  # N x A, N
             q1_next, q2_next = self.target_critic(torch.cat([batch.next_obs, next_action], -1))
-            not_done = torch.ones_like(batch.reward)  # N: no terminal states (module docstring)
+            not_done = torch.ones_like(batch.reward) if batch.not_done is None else batch.not_done
             target = bl.sac_critic_target(
                 q1_next, q2_next, next_log_prob, batch.reward, not_done, cfg.discount, temperature
             )  # N

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from zsrl import losses
-from zsrl.agents.base import Agent, Batch, clamp_grads, soft_update
+from zsrl.agents.base import Agent, Batch, clamp_grads, discounts, soft_update
 from zsrl.config import FBConfig
 from zsrl.model import FBModel
 from zsrl.nets import truncated_normal_sample
@@ -84,7 +84,9 @@ class FBAgent(Agent):
         h_sz = forward_net.embed_obs_z(batch.obs, z)  # N x P
         F1, F2 = forward_net.heads(forward_net.embed_obs_action(batch.obs, batch.action), h_sz)
         B_next = model.backward_net(batch.next_obs)  # N x d
-        fb = losses.fb_measure_loss(F1, F2, B_next, target_M, cfg.discount)
+        gamma = discounts(batch, cfg.discount)  # a float, or N where s' may be terminal
+        gamma = gamma if isinstance(gamma, float) else gamma[:, None]  # N x 1: multiplies row i
+        fb = losses.fb_measure_loss(F1, F2, B_next, target_M, gamma)
         ortho = losses.orthonormality_loss(B_next, cfg.ortho_coefficient)
         metrics = {
             "fb_loss": fb.total,

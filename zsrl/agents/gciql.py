@@ -29,9 +29,10 @@ import torch
 from torch import Tensor
 
 from zsrl import baseline_losses as bl
-from zsrl.agents.base import Agent, Batch, TrainingData, optimizer_step, soft_update
+from zsrl.agents.base import Agent, Batch, TrainingData, discounts, optimizer_step, soft_update
 from zsrl.config import GCIQLConfig
 from zsrl.data import Dataset
+from zsrl.data.episodes import EpisodeLayout, episode_layout
 from zsrl.envs import Task
 from zsrl.infer import infer_each_task
 from zsrl.model import PolicyModel
@@ -113,15 +114,15 @@ class GCIQLAgent(Agent):
         self.value_optimizer = torch.optim.Adam(self.value_params, lr=cfg.lr_value, foreach=True)
         self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=cfg.lr_actor, foreach=True)
         # ((episode ids, steps), their layout): computed once per dataset, not per batch
-        self._layout: tuple[tuple[np.ndarray, np.ndarray | None], bl.EpisodeLayout] | None = None
+        self._layout: tuple[tuple[np.ndarray, np.ndarray | None], EpisodeLayout] | None = None
 
-    def episode_layout(self, data: TrainingData) -> bl.EpisodeLayout:
+    def episode_layout(self, data: TrainingData) -> EpisodeLayout:
         """Where each transition's episode lies in ``data`` (checked once), cached for its arrays."""
         arrays = (data.episode, data.step)
         cached = self._layout
         if cached is None or cached[0][0] is not arrays[0] or cached[0][1] is not arrays[1]:
             # "k steps later" is counted in time, also where a subsample left gaps
-            cached = self._layout = (arrays, bl.episode_layout(*arrays))
+            cached = self._layout = (arrays, episode_layout(*arrays))
         return cached[1]
 
     def sample_batch(self, data: TrainingData) -> Batch:
@@ -167,7 +168,7 @@ class GCIQLAgent(Agent):
             target_v2,
             reward,
             mask,
-            cfg.discount,
+            discounts(batch, cfg.discount),
             cfg.expectile,
         )
         optimizer_step(self.value_optimizer, value_loss, self.value_params)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from zsrl import baseline_losses as bl
 from zsrl import losses
-from zsrl.agents.base import Agent, Batch, optimizer_step, soft_update
+from zsrl.agents.base import Agent, Batch, discounts, optimizer_step, soft_update
 from zsrl.config import SFConfig
 from zsrl.data import Dataset
 from zsrl.envs import Task
@@ -209,7 +209,9 @@ class SFAgent(Agent):
         with torch.no_grad():
             next_action = self._noisy(model.actor(batch.next_obs, z))  # N x A
             psi1_next, psi2_next = self.target_successor(batch.next_obs, next_action, z)  # N x d
-            target = bl.sf_q_target(phi_next.detach(), psi1_next, psi2_next, z, cfg.discount)  # N
+            target = bl.sf_q_target(
+                phi_next.detach(), psi1_next, psi2_next, z, discounts(batch, cfg.discount)
+            )  # N
         psi1, psi2 = model.successor_net(batch.obs, batch.action, z)  # N x d each
         sf_loss = bl.sf_q_loss(psi1, psi2, z, target)
         optimizer_step(self.sf_optimizer, sf_loss, self.successor_params, cfg.grad_clamp)

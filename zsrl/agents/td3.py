@@ -1,9 +1,10 @@
 """Offline TD3, without a behaviour-cloning term (reference: ref-td3): a single-task baseline.
 
 Trained on one task's rewards, relabelled from the stored physics states; its policy ignores the task,
-so it is evaluated on the task it was trained for only. The critics bootstrap at every transition:
-dm_control episodes end at a time limit, never at a terminal state, and a time limit is not a
-terminal (the paper's code misaligned its ``not_done`` flags; reference: ref-bug-not-done).
+so it is evaluated on the task it was trained for only. The critics bootstrap at every transition
+but a terminal one: dm_control episodes end at a time limit, never at a terminal state, and a time
+limit is not a terminal (the paper's code misaligned its ``not_done`` flags; reference:
+ref-bug-not-done); data that record terminals (D4RL's) stop the bootstrap there.
 
 As in FB, the next action is the online actor's, with the same truncated-normal smoothing noise
 (σ 0.2, clipped at 0.3); there is no target actor. The critics are Polyak-averaged every update.
@@ -63,7 +64,7 @@ class TD3Agent(Agent):
         with torch.no_grad():
             next_action = self._noisy(model.policy(batch.next_obs))  # N x A
             q1_next, q2_next = self.target_critic(torch.cat([batch.next_obs, next_action], -1))
-            not_done = torch.ones_like(batch.reward)  # N: no terminal states (module docstring)
+            not_done = torch.ones_like(batch.reward) if batch.not_done is None else batch.not_done
             target = bl.td3_critic_target(q1_next, q2_next, batch.reward, not_done, cfg.discount)
         q1, q2 = model.critic(torch.cat([batch.obs, batch.action], -1))  # N each
         critic_loss = bl.double_q_mse(q1, q2, target)

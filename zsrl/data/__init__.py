@@ -1,4 +1,5 @@
-"""Datasets: the on-disk format, collectors, subsampling, action filters and reward relabelling."""
+"""Datasets: the on-disk format, data sources and collectors, episodes, subsampling, action filters
+and reward relabelling."""
 
 from zsrl.data.collect import (
     COLLECTORS,
@@ -12,10 +13,18 @@ from zsrl.data.collect import (
     load_or_collect,
 )
 from zsrl.data.dataset import ACTION_FILTERS, Dataset, DatasetError
+from zsrl.data.sources import (
+    SOURCES,
+    get_source,
+    prepare_dataset,
+    register_source,
+    source_names,
+)
 
 __all__ = [
     "ACTION_FILTERS",
     "COLLECTORS",
+    "SOURCES",
     "Collector",
     "CollectorSpec",
     "Dataset",
@@ -25,5 +34,9 @@ __all__ = [
     "data_dir",
     "default_spec",
     "get_collector",
+    "get_source",
     "load_or_collect",
+    "prepare_dataset",
+    "register_source",
+    "source_names",
 ]

@@ -81,6 +81,10 @@ class Collector:
     episode_steps: int | None = None  # None: the domain's episode length
     scales: Mapping[str, rnd.RNDConfig] = field(default_factory=dict)  # first: the default
     resumable: bool = False  # keeps its progress in a checkpoint file and continues from it
+    sampler: str | None = None  # a named state sampler the domain must have (None: its starts)
+
+    def supports(self, domain: Domain) -> bool:
+        return self.sampler is None or self.sampler in domain.samplers
 
 
 def _collect_open_loop(
@@ -107,9 +111,11 @@ def _collect_open_loop(
             mujoco.mj_setState(model, data, state, PHYSICS_STATE)
             mujoco.mj_forward(model, data)
             mujoco.mj_getState(model, data, row, FULL_STATE)
-        states, _ = rollout.rollout(model, data, initial, actions[lo:hi])  # chunk x T x full
+        k = domain.physics_steps  # each control is held for k MuJoCo steps
+        controls = np.repeat(actions[lo:hi], k, axis=1) if k > 1 else actions[lo:hi]
+        states, _ = rollout.rollout(model, data, initial, controls)  # chunk x kT x full
         physics[lo:hi, 0] = initial[:, physics_index]
-        physics[lo:hi, 1:] = states[..., physics_index]
+        physics[lo:hi, 1:] = states[:, k - 1 :: k][..., physics_index]  # after each control step
         bar.update((hi - lo) * T)
     bar.close()
     flat_physics = physics[:, :-1].reshape(E * T, P)
@@ -151,9 +157,10 @@ COLLECTORS: dict[str, Collector] = {
         partial(_collect_open_loop, lambda domain, rng, n: domain.sample_start(rng, n)), 100
     ),
     "uniform-reset": Collector(
-        partial(_collect_open_loop, lambda domain, rng, n: domain.samplers["free"](rng, n)),
+        partial(_collect_open_loop, lambda domain, rng, n: domain.sampler("free")(rng, n)),
         10_000,
         10,
+        sampler="free",
     ),
     "rnd": Collector(
         partial(_collect_rnd, rnd.LONG_SCALES),
@@ -167,8 +174,12 @@ COLLECTORS: dict[str, Collector] = {
 }
 
 
-def collector_names() -> list[str]:
-    return sorted(COLLECTORS)
+def collector_names(domain: str | None = None) -> list[str]:
+    """Every collector, or those that can collect on ``domain``."""
+    if domain is None:
+        return sorted(COLLECTORS)
+    dom = get_domain(domain)
+    return sorted(name for name, recipe in COLLECTORS.items() if recipe.supports(dom))
 
 
 def get_collector(name: str) -> Collector:
@@ -199,6 +210,11 @@ def default_spec(
     recipe = get_collector(collector)
     _check_scale(collector, scale)
     dom = get_domain(domain)
+    if not recipe.supports(dom):
+        raise ValueError(
+            f"dataset {collector!r} needs the {recipe.sampler!r} state sampler, which domain "
+            f"{domain!r} lacks; its datasets: {collector_names(domain)}"
+        )
     if recipe.scales:
         scale = scale or next(iter(recipe.scales))
         default_episodes = recipe.scales[scale].episodes

@@ -18,10 +18,24 @@ from typing import Any
 
 import numpy as np
 
+from zsrl.data.episodes import steps_within_episodes
 from zsrl.envs import Task
 from zsrl.io import atomic_write_bytes, atomic_writer
 
-ARRAYS = ("observation", "action", "next_observation", "physics", "next_physics", "episode")
+# Every array a dataset may hold, in the order files store them; the first three and ``episode`` are
+# required, the others optional.
+ARRAYS = (
+    "observation",
+    "action",
+    "next_observation",
+    "physics",
+    "next_physics",
+    "episode",
+    "reward",
+    "terminal",
+    "truncation",
+)
+REQUIRED = ("observation", "action", "next_observation", "episode")
 
 
 class DatasetError(RuntimeError):
@@ -30,37 +44,54 @@ class DatasetError(RuntimeError):
 
 @dataclass
 class Dataset:
-    """A set of transitions; every array has the same first dimension n."""
+    """A set of transitions; every array has the same first dimension n.
+
+    Collected data hold the physics states on both sides of every transition, so rewards for any
+    task are recomputed from them. Data read from other formats may lack them and hold instead the
+    rewards of the one task they were recorded for (``reward``, with ``meta["reward_task"]``),
+    terminal flags (s' ends the episode: no bootstrapping from it) and truncations (the episode was
+    cut after this transition by a time limit: bootstrapping continues).
+    """
 
     observation: np.ndarray  # n x O
     action: np.ndarray  # n x A
     next_observation: np.ndarray  # n x O
-    physics: np.ndarray  # n x P
-    next_physics: np.ndarray  # n x P
+    physics: np.ndarray | None  # n x P, or None: the data cannot be relabelled
+    next_physics: np.ndarray | None  # n x P
     episode: np.ndarray  # n, episode id of each transition
     meta: dict[str, Any] = field(default_factory=dict)
     # n, the time step of each transition within its episode. Collected data hold whole episodes in
     # time order, so it is derived when not given; subsets carry their rows' steps along, which keeps
     # "k steps later" meaningful after a subsample or an action filter has left gaps (GC-IQL's goals).
     step: np.ndarray | None = None
+    reward: np.ndarray | None = None  # n: stored rewards of the task meta["reward_task"]
+    terminal: np.ndarray | None = None  # n, bool: s' is terminal
+    truncation: np.ndarray | None = None  # n, bool: a time limit ended the episode after this row
 
     def __post_init__(self) -> None:
         n = len(self.observation)
         if self.step is None:
             self.step = steps_within_episodes(self.episode)
+        if (self.physics is None) != (self.next_physics is None):
+            raise DatasetError("physics and next_physics must be given together")
         for name in (*ARRAYS, "step"):
-            if len(getattr(self, name)) != n:
-                raise DatasetError(
-                    f"array {name!r} has {len(getattr(self, name))} rows, expected {n}"
-                )
+            array = getattr(self, name)
+            if array is not None and len(array) != n:
+                raise DatasetError(f"array {name!r} has {len(array)} rows, expected {n}")
+        if self.reward is not None and not self.meta.get("reward_task"):
+            raise DatasetError("stored rewards need meta['reward_task'], the task they are for")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays the dataset holds, in file order (absent optional ones left out)."""
+        return {name: getattr(self, name) for name in ARRAYS if getattr(self, name) is not None}
 
     def __len__(self) -> int:
         return len(self.observation)
 
     def select(self, index: np.ndarray, **meta: Any) -> Dataset:
         """The transitions at ``index`` (indices or a boolean mask), with ``meta`` added."""
-        arrays = {name: getattr(self, name)[index] for name in ARRAYS}
-        return Dataset(**arrays, meta={**self.meta, **meta}, step=self.step[index])
+        arrays = {name: array[index] for name, array in self.arrays().items()}
+        return Dataset(**_with_absent(arrays), meta={**self.meta, **meta}, step=self.step[index])
 
     def subsample(self, n: int, seed: int = 42) -> Dataset:
         """n transitions drawn uniformly without replacement with a private RNG (reference: ref-subsets).
@@ -79,13 +110,23 @@ class Dataset:
         return self.select(keep, action_filter=name)
 
     def rewards(self, task: Task) -> np.ndarray:
-        """r(s_{t+1}, a_t) for ``task``, computed from the stored next physics states: (n,)."""
-        return task.reward(self.next_physics, self.action).astype(np.float32)
+        """r(s_{t+1}, a_t) for ``task``: (n,). Computed from the next physics states where the data
+        hold them; otherwise the stored rewards, if they are this task's; otherwise an error."""
+        if self.next_physics is not None:
+            return task.reward(self.next_physics, self.action).astype(np.float32)
+        if self.reward is not None and self.meta.get("reward_task") == task.name:
+            return self.reward.astype(np.float32)
+        stored = self.meta.get("reward_task")
+        raise DatasetError(
+            f"dataset {self.meta.get('name', '')!r} holds no physics states, so it cannot be "
+            f"relabelled for task {task.name!r}; "
+            + (f"it holds the rewards of {stored!r} only" if stored else "it holds no rewards")
+        )
 
     def save(self, path: Path) -> str:
         """Write atomically; return the file's SHA-256 (also written to ``<path>.sha256``)."""
         path = Path(path)
-        arrays = {k: getattr(self, k) for k in ARRAYS}
+        arrays = self.arrays()
         if not np.array_equal(self.step, steps_within_episodes(self.episode)):
             arrays["step"] = self.step  # a subset's steps cannot be derived again: keep them
         with atomic_writer(path) as f:
@@ -109,10 +150,10 @@ class Dataset:
                 )
         try:
             with np.load(path, allow_pickle=False) as npz:
-                missing = [k for k in (*ARRAYS, "meta") if k not in npz.files]
+                missing = [k for k in (*REQUIRED, "meta") if k not in npz.files]
                 if missing:
                     raise DatasetError(f"dataset file {path} lacks arrays {missing}")
-                arrays = {k: npz[k] for k in ARRAYS}
+                arrays = _with_absent({k: npz[k] for k in ARRAYS if k in npz.files})
                 step = npz["step"] if "step" in npz.files else None
                 meta = json.loads(str(npz["meta"]))
         except DatasetError:
@@ -125,16 +166,9 @@ class Dataset:
         return replace(self, meta={**self.meta, **meta})
 
 
-def steps_within_episodes(episode: np.ndarray) -> np.ndarray:
-    """Each transition's position within its run of equal episode ids (n), for whole episodes stored
-    in time order, as every collector writes them."""
-    episode = np.asarray(episode)
-    if episode.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    is_start = np.r_[True, episode[1:] != episode[:-1]]  # n
-    starts = np.flatnonzero(is_start)  # E
-    run = np.cumsum(is_start) - 1  # n
-    return np.arange(episode.size, dtype=np.int64) - starts[run]  # n
+def _with_absent(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+    """``arrays`` with None for every optional array it lacks (physics and next_physics included)."""
+    return {name: arrays.get(name) for name in ARRAYS}
 
 
 def checksum_path(path: Path) -> Path:
@@ -165,3 +199,13 @@ def get_action_filter(name: str) -> ActionFilter:
     if name not in ACTION_FILTERS:
         raise ValueError(f"unknown action filter {name!r}; valid filters: {sorted(ACTION_FILTERS)}")
     return ACTION_FILTERS[name]
+
+
+def rewarded_fraction(dataset: Dataset, task: Task, threshold: float = 0.1) -> float:
+    """The share of transitions whose reward r(s_{t+1}, a_t) for ``task`` is at least ``threshold``.
+
+    Single-task offline RL (CQL) can learn a task only from transitions that earn its reward. On the
+    maze a reach reward of 0.1 or more means the next state is within twice the target's radius of the
+    goal (the Gaussian tolerance is 0.1 a radius beyond the target).
+    """
+    return float((dataset.rewards(task) >= threshold).mean())

@@ -5,6 +5,22 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_control is imported
 
 from zsrl.envs import point_mass_maze  # noqa: E402, F401  (registers the domain)
-from zsrl.envs.registry import BatchSim, Domain, Task, domain_names, get_domain
+from zsrl.envs.registry import (
+    BatchSim,
+    Domain,
+    Task,
+    domain_names,
+    get_domain,
+    register_domain,
+    unregister_domain,
+)
 
-__all__ = ["BatchSim", "Domain", "Task", "domain_names", "get_domain"]
+__all__ = [
+    "BatchSim",
+    "Domain",
+    "Task",
+    "domain_names",
+    "get_domain",
+    "register_domain",
+    "unregister_domain",
+]

@@ -1,9 +1,20 @@
 """Domains and tasks: what the trainer, the collectors and the evaluator need to know of an environment.
 
-A domain is a MuJoCo model plus pure functions of its physics state (``qpos, qvel, act``, the layout of
-``mjSTATE_PHYSICS``). A task is a reward function of (next physics state, action), vectorised over any
-leading batch shape, so one dataset can be relabelled for every task and rollouts can be scored in a batch.
-Later domains (walker, quadruped, jaco, cheetah) register themselves here; the trainer never changes.
+A domain owns its MuJoCo model and everything computed from the model's physics state (``qpos, qvel,
+act``, the layout of ``mjSTATE_PHYSICS``), so that a stored physics state is all a dataset needs:
+
+- ``physics_steps``: MuJoCo steps per control step (the maze 1; dm_control's walker 10);
+- ``observe``: observations from a batch of physics states (it may set the states and call
+  ``mj_forward`` where observations need kinematics or sensors);
+- ``sample_start``: start states of episodes, through the task's own initialisation where the domain
+  has one; ``samplers``: other named state distributions (the maze's ``free``), which collectors ask
+  for by name;
+- each task's ``reward``: a function of (next physics state, action), vectorised over any leading
+  batch shape, so one dataset is relabelled for every task and rollouts are scored in a batch (it too
+  may call ``mj_forward`` or the domain's dm_control task code).
+
+Anything only one domain has (the maze's drawing, coverage maps, its free-space sampler) lives in that
+domain's own package. New domains register themselves here; the trainer never changes.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ class Task:
     reward: RewardFn
     goal_observation: np.ndarray | None = None
     distance: Callable[[np.ndarray], np.ndarray] | None = None  # state -> distance to the goal
+    success_distance: float | None = None  # a goal counts as reached within this distance
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,10 @@ class Domain:
     tasks: Mapping[str, Task]
     sample_start: StateSampler  # the evaluation start distribution
     observe: Callable[[np.ndarray], np.ndarray]  # physics states (n, P) -> observations (n, O)
-    load: Callable[..., object]  # task name, seed -> dm_control Environment
+    load: Callable[..., object] | None = None  # task name, seed -> a dm_control Environment
     samplers: Mapping[str, StateSampler] = field(default_factory=dict)  # other named state samplers
+    physics_steps: int = 1  # MuJoCo steps per control step
+    max_return: float = 1000.0  # the best possible episode return of a task (a reward ≤ 1 per step)
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
@@ -57,13 +71,29 @@ class Domain:
     def model(self) -> mujoco.MjModel:
         return mujoco.MjModel.from_xml_path(str(self.xml_path))
 
+    def sampler(self, name: str) -> StateSampler:
+        """The named state sampler; one the domain lacks is an error listing those it has."""
+        if name not in self.samplers:
+            raise ValueError(
+                f"domain {self.name!r} has no state sampler {name!r}; its samplers: "
+                f"{sorted(self.samplers)}"
+            )
+        return self.samplers[name]
+
 
 _DOMAINS: dict[str, Domain] = {}
 
 
-def register_domain(domain: Domain) -> Domain:
+def register_domain(domain: Domain, replace: bool = False) -> Domain:
+    """Add ``domain``; a name taken by another domain is an error unless ``replace``."""
+    if domain.name in _DOMAINS and not replace:
+        raise ValueError(f"domain {domain.name!r} is already registered")
     _DOMAINS[domain.name] = domain
     return domain
+
+
+def unregister_domain(name: str) -> None:
+    _DOMAINS.pop(name, None)
 
 
 def domain_names() -> list[str]:
@@ -72,7 +102,7 @@ def domain_names() -> list[str]:
 
 def get_domain(name: str) -> Domain:
     if name not in _DOMAINS:
-        raise ValueError(f"unknown domain {name!r}; valid domains: {domain_names()}")
+        raise ValueError(f"unknown domain {name!r}; valid choices: {domain_names()}")
     return _DOMAINS[name]
 
 
@@ -98,8 +128,9 @@ class BatchSim:
         return out
 
     def step(self, actions: np.ndarray) -> np.ndarray:
-        """Apply actions (n, A) for one control step; return the next physics states (n, P)."""
+        """Apply actions (n, A) for one control step (the domain's ``physics_steps`` MuJoCo steps);
+        return the next physics states (n, P)."""
         for data, action in zip(self.datas, actions, strict=True):
             data.ctrl[:] = action
-            mujoco.mj_step(self.model, data)
+            mujoco.mj_step(self.model, data, nstep=self.domain.physics_steps)
         return self.states()

@@ -1,24 +1,23 @@
-"""How much of the point-mass maze a dataset covers (paper Figure 8's heat maps;
-reference: ref-exorl).
+"""Maps of the point-mass maze: its walls, rollouts drawn on it, and how much of it a dataset covers
+(paper Figure 8's heat maps; reference: ref-exorl).
 
 The maze is cut into ``bins x bins`` square cells over the arena; a cell is free space when its centre
 is off the interior walls (for the mass's centre). A dataset's coverage is the histogram of the (x, y)
 positions of its states, and its visited fraction the share of free cells holding at least one state.
-A task's reward coverage is the share of transitions that earn at least a tenth of its top reward:
-single-task offline RL (CQL) can learn a task only from transitions that earn its reward.
-Everything here is numpy; :func:`plot_coverage` imports matplotlib (the ``book`` extra) only when called.
+Everything here is numpy; the drawing functions draw on axes the caller made, and
+:func:`plot_coverage` imports matplotlib (the ``book`` extra) only when called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from zsrl.data.dataset import Dataset
-from zsrl.envs.point_mass_maze import ARENA_LIMIT, in_free_space
-from zsrl.envs.registry import Task
+from zsrl.envs.point_mass_maze import ARENA_LIMIT, GOALS, START_HIGH, START_LOW, in_free_space
 
 EXTENT = ARENA_LIMIT + 0.01  # the arena's inner boundary: joint range plus the mass's radius
 
@@ -52,13 +51,40 @@ def visited_fraction(dataset: Dataset, bins: int = 20) -> float:
     return float((coverage_histogram(dataset, bins)[free] > 0).mean())
 
 
-def rewarded_fraction(dataset: Dataset, task: Task, threshold: float = 0.1) -> float:
-    """The share of transitions whose reward r(s_{t+1}, a_t) for ``task`` is at least ``threshold``.
+def maze_walls(bins: int = 120) -> np.ndarray:
+    """1 where a cell's centre is inside a wall, NaN elsewhere, as an image: (bins, bins) indexed [y, x]."""
+    return np.where(free_cells(bins).T, np.nan, 1.0)  # bins x bins
 
-    On the maze a reach reward of 0.1 or more means the next state is within twice the target's
-    radius of the goal (the Gaussian tolerance is 0.1 a radius beyond the target).
-    """
-    return float((dataset.rewards(task) >= threshold).mean())
+
+def draw_maze(ax: Any, bins: int = 120, start_room: bool = True) -> None:
+    """The maze's walls in grey, the start room's box dashed, on axes in maze coordinates."""
+    extent = (-EXTENT, EXTENT, -EXTENT, EXTENT)
+    ax.imshow(maze_walls(bins), origin="lower", extent=extent, cmap="Greys", vmin=0, vmax=1.6)
+    if start_room:
+        (x0, y0), (x1, y1) = START_LOW, START_HIGH
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "k--", lw=0.6, alpha=0.5)
+    ax.set_xlim(-EXTENT, EXTENT)
+    ax.set_ylim(-EXTENT, EXTENT)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_rollouts(
+    ax: Any,
+    paths: np.ndarray,
+    goal: str | None = None,
+    color: str = "C0",
+    alpha: float = 0.7,
+) -> None:
+    """Episodes' (x, y) paths (episodes x steps x ≥2) over the maze, starts as dots, the goal a star."""
+    draw_maze(ax)
+    for path in paths:
+        ax.plot(path[:, 0], path[:, 1], color=color, lw=1.0, alpha=alpha)
+        ax.plot(path[0, 0], path[0, 1], "o", color=color, ms=2.5)
+    if goal is not None:
+        gx, gy = GOALS[goal]
+        ax.plot(gx, gy, "*", color="gold", mec="k", mew=0.6, ms=13, zorder=5)
 
 
 def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -> None:
@@ -71,7 +97,7 @@ def plot_coverage(datasets: Mapping[str, Dataset], path: Path, bins: int = 40) -
     fig, axes = plt.subplots(
         1, len(datasets), figsize=(3.2 * len(datasets), 3.4), squeeze=False, layout="constrained"
     )
-    from zsrl.plots import draw_maze, save_figure
+    from zsrl.plots import save_figure
 
     extent = (-EXTENT, EXTENT, -EXTENT, EXTENT)
     for ax, (name, dataset) in zip(axes[0], datasets.items(), strict=True):

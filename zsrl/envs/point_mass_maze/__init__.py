@@ -1,5 +1,8 @@
 """The paper's point-mass maze (reference: ref-maze), as a dm_control domain written here.
 
+The package holds everything only the maze has: its model, tasks and samplers here, and its maps
+(walls, rollouts drawn on them, dataset coverage) in :mod:`zsrl.envs.point_mass_maze.maps`.
+
 A 2-D point mass moves through four rooms joined by gaps. Its observation is its physics state,
 (x, y, vx, vy), so a stored physics state is all that is needed to relabel a transition for any task.
 Rewards are vectorised functions of (next physics state, action): one function scores a dataset
@@ -138,6 +141,7 @@ def _make_task(name: str) -> Task:
         reward=lambda next_state, action: reach_reward(next_state, action, goal),
         goal_observation=np.concatenate([goal, np.zeros(2)]),
         distance=lambda state: goal_distance(state, goal),
+        success_distance=TARGET_RADIUS,
     )
 
 
