@@ -6,7 +6,7 @@ probability of improvement over a reference, and performance profiles (paper Fig
 
 Each ``--method`` takes LABEL=PATTERN, a glob of run directories or record files; the first label is
 the reference. Single-task runs (CQL, TD3: one run per task) are combined per seed over their tasks;
-``--normalise-to CQL`` adds every IQM as a percentage of CQL's, as the paper's aggregate plots do.
+``--normalize-to CQL`` adds every IQM as a percentage of CQL's, as the paper's aggregate plots do.
 Writes PATTERN.json (every number, with the command) and PATTERN.png.
 """
 
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--which", default="best", choices=["best", "last"])
     parser.add_argument("--out", type=Path, required=True, help="path stem: writes .json and .png")
     parser.add_argument(
-        "--normalise-to",
+        "--normalize-to",
+        "--normalise-to",  # the spelling of the committed results' commands
+        dest="normalize_to",
         default=None,
         metavar="LABEL",
         help="also give each IQM as a percentage of this method's (the paper normalises to CQL)",
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     groups = {label: load_records(paths) for label, paths in args.method}
-    comparison = compare_methods(groups, which=args.which, normalise_to=args.normalise_to)
+    comparison = compare_methods(groups, which=args.which, normalize_to=args.normalize_to)
     comparison["command"] = "python scripts/aggregate.py " + shlex.join(argv)
     comparison["runs"] = {label: [str(p) for p in paths] for label, paths in args.method}
 

@@ -712,12 +712,12 @@ def z_rewards(B_next, rewards):
 
 
 def test_a6_reference_passes():
-    report = a6_task_inference.check(z_rewards, losses.normalise_to_sphere)
+    report = a6_task_inference.check(z_rewards, losses.normalize_to_sphere)
     assert report, text(report)
 
 
 def test_a6_stubs_are_reported_not_implemented():
-    report = a6_task_inference.check(not_implemented, losses.normalise_to_sphere)
+    report = a6_task_inference.check(not_implemented, losses.normalize_to_sphere)
     assert not report and "not implemented" in text(report)
     report = a6_task_inference.check(z_rewards, not_implemented)
     assert not report and "not implemented" in text(report)
@@ -732,13 +732,13 @@ def mean_of(B_next, rewards):
     [
         (mean_of, "z_r on 50 samples, d = 8 is not the task vector: z is not normalised"),
         (lambda B, r: mean_of(B, r) / mean_of(B, r).norm(), "z has norm 1"),
-        (lambda B, r: losses.normalise_to_sphere(B.mean(0)), "the rewards are missing"),
-        (lambda B, r: losses.normalise_to_sphere(B[r > 0].mean(0)), "rewards as a 0/1 mask"),
+        (lambda B, r: losses.normalize_to_sphere(B.mean(0)), "the rewards are missing"),
+        (lambda B, r: losses.normalize_to_sphere(B[r > 0].mean(0)), "rewards as a 0/1 mask"),
         (lambda B, r: (r[:, None] * B).mean(1), "shape (50,), one number per sample"),
     ],
 )
 def test_a6_reward_mistakes_are_named(wrong, message):
-    report = a6_task_inference.check(wrong, losses.normalise_to_sphere)
+    report = a6_task_inference.check(wrong, losses.normalize_to_sphere)
     assert not report and message in text(report), text(report)
 
 

@@ -98,7 +98,7 @@ def test_orthonormality_loss_by_hand():
 
 def test_orthonormality_minimised_by_orthogonal_rows():
     orthogonal = torch.eye(3) * math.sqrt(3)  # norm √d, mutually orthogonal
-    skew = losses.normalise_to_sphere(torch.tensor([[1.0, 0.1, 0], [1.0, 0.0, 0.1], [0.0, 1.0, 0]]))
+    skew = losses.normalize_to_sphere(torch.tensor([[1.0, 0.1, 0], [1.0, 0.0, 0.1], [0.0, 1.0, 0]]))
     assert losses.orthonormality_loss(orthogonal) < losses.orthonormality_loss(skew)
 
 

@@ -121,3 +121,14 @@ def test_every_logged_metric_is_explained(method, one_thread):
     explained = set(re.findall(r"^\| `([A-Za-z0-9_]+)` \|", METRICS_PAGE.read_text(), re.M))
     missing = [c for c in columns if c not in explained]
     assert not missing, f"book/metrics.md does not explain {method}'s columns {missing}"
+
+
+def test_public_names_are_spelt_one_way():
+    """Code names use American spellings (normalize, summarize); prose and data keys are left alone."""
+    british = re.compile(r"\b(?:def|class)\s+\w*(?:normalis|standardis|summaris|optimis|initialis|regularis)")
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in sorted((ROOT / "zsrl").rglob("*.py"))
+        for match in british.finditer(path.read_text())
+    ]
+    assert not found

@@ -76,7 +76,7 @@ def test_aggregate_compares_methods(tmp_path, runs):
         "--method",
         f"VC={out[('vcfb', 0)][0]}",
     ]
-    assert script("aggregate").main([*argv, "--out", str(stem), "--normalise-to", "FB"]) == 0
+    assert script("aggregate").main([*argv, "--out", str(stem), "--normalize-to", "FB"]) == 0
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert saved["methods"]["FB"]["runs"] == 2 and saved["methods"]["VC"]["runs"] == 1
     assert set(saved["probability_of_improvement"]) == {"VC"}

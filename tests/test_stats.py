@@ -12,7 +12,7 @@ from zsrl.results import (
     compare_methods,
     format_summary,
     metrics_path,
-    summarise,
+    summarize,
 )
 from zsrl.stats import (
     aggregate_with_ci,
@@ -270,7 +270,7 @@ def test_summary_separates_last_and_best():
         record(seed, [(10, {"a": 100.0 * seed, "b": 0.0}), (20, {"a": 10.0, "b": 0.0})])
         for seed in (1, 2, 3)
     ]
-    summary = summarise(records, reps=200)
+    summary = summarize(records, reps=200)
     assert summary["last"]["scores"] == [[10.0, 0.0]] * 3
     assert summary["best"]["steps"] == [10, 10, 10]
     assert summary["best"]["mean_per_task"]["a"] == pytest.approx(200.0)
@@ -283,7 +283,7 @@ def test_summary_reports_every_aggregate_with_its_interval():
         record(seed, [(10, {"a": 100.0 * seed, "b": 1200.0}), (20, {"a": 10.0 * seed, "b": 0.0})])
         for seed in (1, 2, 3, 4)
     ]
-    summary = summarise(records, reps=200)
+    summary = summarize(records, reps=200)
     for which in ("last", "best"):
         s = summary[which]
         scores = np.array(s["scores"])
@@ -341,7 +341,7 @@ def test_single_task_runs_combine_per_seed_over_their_tasks():
     combined = combine_single_task(runs)
     assert [r["config"]["train"]["seed"] for r in combined] == [1, 2]
     assert combined[0]["tasks"] == ["a", "b"] and combined[0]["single_task"] is None
-    summary = summarise(runs, reps=200)
+    summary = summarize(runs, reps=200)
     assert summary["best"]["scores"] == [[101.0, 100.0], [201.0, 200.0]]  # each task's own run
     assert summary["last"]["scores"] == [[6.0, 5.0], [6.0, 5.0]]
     # a seed without a run for every task, two runs for one task, or mixed methods are refused
@@ -368,27 +368,27 @@ def test_single_task_runs_compare_task_by_task_in_the_reference_order():
     # CQL beats FB on both tasks in every run: 1 with aligned columns, 1/2 with crossed ones
     assert comparison["probability_of_improvement"]["CQL"]["point"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="not the runs' tasks"):
-        summarise(fb, reps=50, tasks=["a", "c"])
+        summarize(fb, reps=50, tasks=["a", "c"])
 
 
 def test_iqm_normalised_to_a_reference_method():
     low = [record(seed, [(10, {"a": 100.0, "b": 100.0})]) for seed in (1, 2, 3)]
     high = [record(seed, [(10, {"a": 150.0, "b": 150.0})]) for seed in (1, 2, 3)]
-    comparison = compare_methods({"CQL": low, "FB": high}, reps=200, normalise_to="CQL")
+    comparison = compare_methods({"CQL": low, "FB": high}, reps=200, normalize_to="CQL")
     normalised = comparison["normalised"]
     assert normalised["to"] == "CQL" and normalised["base_iqm"] == pytest.approx(100.0)
     assert normalised["methods"]["CQL"]["point"] == pytest.approx(100.0)
     assert normalised["methods"]["FB"] == {"point": pytest.approx(150.0), "ci95": [150.0, 150.0]}
     for nothing in (0.0, 1e-70, 0.9):  # the maze's reward is never exactly 0 far from the goal
         zero = [record(seed, [(10, {"a": nothing, "b": nothing})]) for seed in (1, 2, 3)]
-        normalised = compare_methods({"CQL": zero, "FB": high}, reps=50, normalise_to="CQL")
+        normalised = compare_methods({"CQL": zero, "FB": high}, reps=50, normalize_to="CQL")
         assert "no 100 % line" in normalised["normalised"]["error"]
         assert "methods" not in normalised["normalised"]
     one = [record(seed, [(10, {"a": 1.0, "b": 1.0})]) for seed in (1, 2, 3)]
-    normalised = compare_methods({"CQL": one, "FB": high}, reps=50, normalise_to="CQL")
+    normalised = compare_methods({"CQL": one, "FB": high}, reps=50, normalize_to="CQL")
     assert normalised["normalised"]["methods"]["FB"]["point"] == pytest.approx(15000.0)
     with pytest.raises(ValueError, match="valid: \\['CQL', 'FB'\\]"):
-        compare_methods({"CQL": low, "FB": high}, reps=50, normalise_to="TD3")
+        compare_methods({"CQL": low, "FB": high}, reps=50, normalize_to="TD3")
 
 
 @pytest.mark.parametrize("shape", [(3, 4), (5, 7), (10, 1)])
@@ -432,8 +432,8 @@ def test_summary_gives_final_distance_and_success_rate_with_intervals_over_runs(
         r["evaluations"][0]["tasks"]["b"]["final_distance"] = None  # a task without a goal
         records.append(r)
     with pytest.raises(ValueError, match="goal task 'a' has no success distance"):
-        summarise(records, reps=50)  # "a" is no registered task of the maze
-    goals = summarise(records, reps=500, success_radius=0.015)["last"]["goals"]
+        summarize(records, reps=50)  # "a" is no registered task of the maze
+    goals = summarize(records, reps=500, success_radius=0.015)["last"]["goals"]
     assert goals["b"] is None
     a = goals["a"]
     assert a["success_rate"]["per_run"] == [0.5, 1.0, 0.0]  # within the reward's 0.015
@@ -441,6 +441,6 @@ def test_summary_gives_final_distance_and_success_rate_with_intervals_over_runs(
     assert a["final_distance"]["per_run"] == pytest.approx([0.105, 0.01, 0.5])
     low, high = a["success_rate"]["ci95"]
     assert 0.0 <= low < 0.5 < high <= 1.0
-    assert summarise(records, reps=50, success_radius=0.3)["last"]["goals"]["a"]["success_rate"][
+    assert summarize(records, reps=50, success_radius=0.3)["last"]["goals"]["a"]["success_rate"][
         "per_run"
     ] == [1.0, 1.0, 0.0]

@@ -36,6 +36,15 @@ def test_four_rooms_layout(world):
         g.state(0, 3)  # a wall
 
 
+def test_image_puts_values_on_free_cells_and_nan_on_walls(world):
+    g = world[0]
+    image = g.image(np.arange(g.n_states, dtype=float))
+    assert image.shape == (g.height, g.width)
+    assert np.isnan(image).sum() == g.height * g.width - g.n_states
+    for state, (row, col) in enumerate(g.free_cells):
+        assert image[row, col] == state
+
+
 def test_transition_rows_are_one_hot(world):
     _, P, _ = world
     np.testing.assert_allclose(P.sum(-1), 1.0)

@@ -161,6 +161,33 @@ def test_rollout_follows_the_transitions(world):
     assert [g.cell(s) for s in path] == [(0, 0), (0, 1), (0, 1), (0, 1)]  # (0, 2) is a wall
 
 
+def test_greedy_evaluation_judges_the_fits_own_policies_exactly(world):
+    g, P, _, goals, rewards = world
+    result = fit(world, model="table", steps=STEPS)
+    start = g.state(0, 0)
+    r = tc.greedy_evaluation(result, P, rewards, GAMMA, start, goals)
+    assert np.array_equal(r["policy"], result.q().argmax(-1))
+    np.testing.assert_allclose(r["q_true"], tc.exact_q(P, r["policy"], rewards, GAMMA))
+    for k, goal in enumerate(goals):
+        assert r["reached"][k] == (goal in tc.rollout(P, r["policy"][k], start, 40))
+        np.testing.assert_allclose(r["mass"][k], result.measure(k).sum(-1))
+
+
+def test_draw_policy_draws_an_arrow_per_free_cell_and_the_path(world):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g, P, _, goals, _ = world
+    actions = np.full(g.n_states, LEFT)
+    fig, ax = plt.subplots()
+    tc.draw_policy(ax, g, P, actions, g.state(0, 0), goals[0], "all left")
+    arrows = [t for t in ax.texts if t.get_text() == "←"]
+    assert len(arrows) == g.n_states and all(t.get_color() == "C3" for t in arrows)
+    assert ax.get_title() == "all left" and len(ax.images) == 1
+    plt.close(fig)
+
+
 # --- the penalties ----------------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zsrl.data.episodes import EpisodeLayout, episode_layout
-from zsrl.losses import normalise_to_sphere, orthonormality_loss
+from zsrl.losses import normalize_to_sphere, orthonormality_loss
 
 
 def _check_same_shape(**tensors: Tensor) -> None:
@@ -129,7 +129,7 @@ def sf_z_from_features(phi: Tensor, rewards: Tensor) -> Tensor:
     A = phi.detach().double().cpu()  # n x d
     b = rewards.detach().double().cpu()[:, None]  # n x 1
     w = torch.linalg.lstsq(A, b, driver="gelsd").solution[:, 0]  # d
-    return normalise_to_sphere(w.to(phi))  # d
+    return normalize_to_sphere(w.to(phi))  # d
 
 
 def sf_goal_z(phi_goal: Tensor, phi_state: Tensor) -> Tensor:
@@ -137,7 +137,7 @@ def sf_goal_z(phi_goal: Tensor, phi_state: Tensor) -> Tensor:
 
     phi_goal: d or N x d; phi_state: N x d or d (broadcast). Returns N x d or d.
     """
-    return normalise_to_sphere(phi_goal - phi_state)  # N x d
+    return normalize_to_sphere(phi_goal - phi_state)  # N x d
 
 
 def sf_mix_z_backward(phi_next: Tensor) -> Tensor:
@@ -153,7 +153,7 @@ def sf_mix_z_backward(phi_next: Tensor) -> Tensor:
     """
     with torch.no_grad():
         C = phi_next.T @ phi_next / phi_next.shape[0]  # d x d
-        return normalise_to_sphere(phi_next @ torch.linalg.pinv(C))  # N x d
+        return normalize_to_sphere(phi_next @ torch.linalg.pinv(C))  # N x d
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -226,9 +226,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
-    from zsrl.results import format_summary, load_records, summarise, write_summary
+    from zsrl.results import format_summary, load_records, summarize, write_summary
 
-    summary = write_summary(args.runs, args.out) if args.out else summarise(load_records(args.runs))
+    summary = write_summary(args.runs, args.out) if args.out else summarize(load_records(args.runs))
     print(format_summary(summary))
 
 

@@ -119,7 +119,7 @@ def advantage_weighted_actor_loss(
     return (weights * (data_action - mean).pow(2).sum(-1)).mean()
 
 
-def normalise_to_sphere(x: Tensor) -> Tensor:
+def normalize_to_sphere(x: Tensor) -> Tensor:
     """√d · x / ‖x‖ along the last dimension (the sphere on which B and every z live)."""
     return x.shape[-1] ** 0.5 * torch.nn.functional.normalize(x, dim=-1)
 
@@ -127,7 +127,7 @@ def normalise_to_sphere(x: Tensor) -> Tensor:
 def sample_sphere(n: int, d: int, device: torch.device | str = "cpu") -> Tensor:
     """n task vectors uniform on the sphere of radius √d: z = √d · g/‖g‖, g ~ N(0, I) (reference:
     ref-z-sampling)."""
-    return normalise_to_sphere(torch.randn(n, d, device=device))  # n x d
+    return normalize_to_sphere(torch.randn(n, d, device=device))  # n x d
 
 
 def mix_z(z_prior: Tensor, z_backward: Tensor, ratio: float) -> tuple[Tensor, Tensor]:
@@ -147,7 +147,7 @@ def infer_z_from_rewards(B: Tensor, rewards: Tensor) -> Tensor:
 
     Book eq. (eq-z-inference), chapter "FB representations".
     """
-    return normalise_to_sphere((rewards[:, None] * B).mean(0))  # d
+    return normalize_to_sphere((rewards[:, None] * B).mean(0))  # d
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from zsrl.config import FBConfig
 from zsrl.data import Dataset
 from zsrl.envs import Task
 from zsrl.infer import infer_task_vectors
-from zsrl.losses import infer_z_from_rewards, normalise_to_sphere, q_min
+from zsrl.losses import infer_z_from_rewards, normalize_to_sphere, q_min
 from zsrl.nets import Actor, BackwardNet, ForwardNet, orthogonal_init_, truncated_normal_sample
 
 # A task context: a tensor with one row per task, a tuple of such tensors, or None.
@@ -145,4 +145,4 @@ class FBModel(PolicyModel):
     @torch.no_grad()
     def infer_z_from_goal(self, goal_obs: Tensor) -> Tensor:
         """z_g = √d·normalise(B(g)) for a goal observation (or a batch of them): ... x d."""
-        return normalise_to_sphere(self.backward(goal_obs))
+        return normalize_to_sphere(self.backward(goal_obs))

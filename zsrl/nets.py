@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from zsrl.losses import normalise_to_sphere
+from zsrl.losses import normalize_to_sphere
 
 
 def mlp(
@@ -118,7 +118,7 @@ class BackwardNet(nn.Module):
         self.net = mlp(obs_dim, cfg.backward_hidden, cfg.backward_layers, z_dim)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return normalise_to_sphere(self.net(obs))  # ... x d
+        return normalize_to_sphere(self.net(obs))  # ... x d
 
 
 class Actor(nn.Module):

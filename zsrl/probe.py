@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zsrl.losses import normalise_to_sphere
+from zsrl.losses import normalize_to_sphere
 from zsrl.model import FBModel
 
 
@@ -44,7 +44,7 @@ class ValueProbe:
         index = rng.choice(len(observation), size=min(n, len(observation)), replace=False)
         as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
         generator = torch.Generator().manual_seed(seed)
-        z = normalise_to_sphere(torch.randn(len(index), z_dim, generator=generator))  # n x d
+        z = normalize_to_sphere(torch.randn(len(index), z_dim, generator=generator))  # n x d
         uniform = torch.rand(len(index), action.shape[1], generator=generator) * 2 - 1  # n x A
         return cls(
             as_tensor(observation[index]),

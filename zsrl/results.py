@@ -59,7 +59,7 @@ def combine_single_task(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     A single-task run is evaluated on its own task only, so a seed's score on task t is the score of
     that seed's run trained for t: its best evaluation for "best", its last for "last". Each combined
     record holds two evaluations, the per-task best first and the per-task last second, which is what
-    :func:`summarise` picks (the best's mean score is never below the last's). Every seed must have
+    :func:`summarize` picks (the best's mean score is never below the last's). Every seed must have
     exactly one run per task, all of one method and dataset.
     """
     by_seed: dict[int, dict[str, dict[str, Any]]] = {}
@@ -154,7 +154,7 @@ def _radius(domain: str, task: str, given: float | None) -> float | None:
     return tasks[task].success_distance if task in tasks else None
 
 
-def summarise(
+def summarize(
     records: list[dict[str, Any]],
     reps: int = 10_000,
     seed: int = 0,
@@ -223,7 +223,7 @@ def summarise(
 
 
 def write_summary(paths: list[Path], out: Path) -> dict[str, Any]:
-    summary = summarise(load_records(paths))
+    summary = summarize(load_records(paths))
     atomic_write_json(out, summary)
     return summary
 
@@ -263,17 +263,17 @@ def compare_methods(
     which: str = "best",
     reps: int = 10_000,
     seed: int = 0,
-    normalise_to: str | None = None,
+    normalize_to: str | None = None,
 ) -> dict[str, Any]:
     """Several methods' summaries side by side, each against ``reference``, with profiles' scores.
 
     ``groups`` maps a label to the records of that method's runs (seeds), all scoring the same tasks
     (in any order: every summary lists them in the reference's order).
-    Each label gets its :func:`summarise` entry, and, for every label but the reference, the
+    Each label gets its :func:`summarize` entry, and, for every label but the reference, the
     probability that it improves on the reference (runs x tasks of ``which`` evaluation) with a
     stratified bootstrap 95 % interval. The first label is the reference by default.
 
-    ``normalise_to`` (a label, e.g. CQL's) adds every method's IQM as a percentage of that method's
+    ``normalize_to`` (a label, e.g. CQL's) adds every method's IQM as a percentage of that method's
     IQM, the paper's normalisation (100 × IQM(method) / IQM(CQL), pooled over runs and tasks;
     reference: ref-aggregation); the interval scales the method's own interval by the same constant,
     treating the reference's IQM as the fixed 100 % line the paper draws.
@@ -292,7 +292,7 @@ def compare_methods(
         raise ValueError(f"methods score different tasks: {tasks}")
     order = tasks[reference]  # every method's columns in the reference's task order
     summaries = {
-        label: summarise(records, reps, seed, tasks=order) for label, records in groups.items()
+        label: summarize(records, reps, seed, tasks=order) for label, records in groups.items()
     }
     ref_scores = summaries[reference][which]["scores"]
     improvement = {}
@@ -308,12 +308,12 @@ def compare_methods(
         "methods": summaries,
         "probability_of_improvement": improvement,
     }
-    if normalise_to is not None:
-        out["normalised"] = normalised_iqm(summaries, normalise_to, which)
+    if normalize_to is not None:
+        out["normalised"] = normalized_iqm(summaries, normalize_to, which)
     return out
 
 
-def normalised_iqm(
+def normalized_iqm(
     summaries: dict[str, Any], to: str, which: str = "best", min_base: float = MIN_REFERENCE_IQM
 ) -> dict[str, Any]:
     """Each method's IQM (and its interval) as a percentage of method ``to``'s IQM (reference:

@@ -84,6 +84,13 @@ class Gridworld:
                 P[s, a, index[nxt]] = 1.0
         return P
 
+    def image(self, values: np.ndarray) -> np.ndarray:
+        """Values on free cells (length S) as a height x width image, NaN on walls (for imshow)."""
+        image = np.full((self.height, self.width), np.nan)
+        for state, (row, col) in enumerate(self.free_cells):
+            image[row, col] = values[state]
+        return image
+
     def render(self, values: np.ndarray | None = None) -> str:
         """Text picture: '#' for walls, '.' for free cells, or ``values`` (length S) per free cell."""
         rows = []

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,11 +46,18 @@ from torch.func import vmap
 from zsrl.losses import (
     fb_measure_loss,
     mc_penalty,
-    normalise_to_sphere,
+    normalize_to_sphere,
     target_measure,
     vc_penalty,
 )
-from zsrl.tabular import MOVES, exhaustive_transitions, leave_one_out_density, successor_measure
+from zsrl.tabular import (
+    ACTIONS,
+    MOVES,
+    Gridworld,
+    exhaustive_transitions,
+    leave_one_out_density,
+    successor_measure,
+)
 
 MODELS = ("table", "linear")
 PENALTIES = ("vc", "mc")
@@ -334,7 +342,7 @@ def fit_fb_control(
         total = loss
         if penalty is not None:
             with torch.no_grad():  # the task vectors carry no gradient, as in the agents
-                z = normalise_to_sphere(task_vectors(B, rewards, rho_loo))  # G x d
+                z = normalize_to_sphere(task_vectors(B, rewards, rho_loo))  # G x d
             p = conservative_penalty(penalty, F1, F2, B, data, z, penalty_fn)
             if target_penalty is not None:
                 weight = dual_step(log_alpha, alpha_optimiser, p, target_penalty)
@@ -387,3 +395,62 @@ def rollout(P: np.ndarray, actions: np.ndarray, start: int, horizon: int) -> np.
     for _ in range(horizon):
         states.append(int(P[states[-1], actions[states[-1]]].argmax()))
     return np.array(states)
+
+
+def greedy_evaluation(
+    fit: ControlFit,
+    P: np.ndarray,
+    rewards: np.ndarray,
+    gamma: float,
+    start: int,
+    goals: Sequence[int],
+    horizon: int = 40,
+) -> dict[str, np.ndarray]:
+    """A fit's greedy policies, judged exactly: what the book's gridworld chapters print.
+
+    Returns ``q_hat`` (G x S x A, the fit's estimate), ``policy`` (G x S, its greedy actions),
+    ``q_true`` (G x S x A, the exact values of those same policies, :func:`exact_q`), ``reached``
+    (G, whether each policy reaches its goal from ``start`` within ``horizon`` steps) and ``mass``
+    (G x S x A, the total mass of each learned measure, 1 / (1 − γ) for an exact one).
+    """
+    q_hat = fit.q()  # G x S x A
+    policy = q_hat.argmax(-1)  # G x S
+    q_true = exact_q(P, policy, rewards, gamma)  # G x S x A
+    reached = [goal in rollout(P, policy[k], start, horizon) for k, goal in enumerate(goals)]
+    mass = np.stack([fit.measure(k).sum(-1) for k in range(len(goals))])  # G x S x A
+    return dict(q_hat=q_hat, q_true=q_true, policy=policy, reached=np.array(reached), mass=mass)
+
+
+ARROWS = {"up": "↑", "down": "↓", "left": "←", "right": "→"}
+
+
+def draw_policy(
+    ax: Any,
+    world: Gridworld,
+    P: np.ndarray,
+    actions: np.ndarray,
+    start: int,
+    goal: int,
+    title: str,
+    highlight: str = "left",
+    horizon: int = 25,
+) -> None:
+    """A deterministic policy (S actions) as arrows on the gridworld, ``highlight``'s in red, its
+    path from ``start`` in orange and the goal a star, on axes the caller made."""
+    import matplotlib.pyplot as plt
+
+    walls = plt.get_cmap("Greys").copy()
+    walls.set_bad("0.35")
+    ax.imshow(world.image(np.zeros(world.n_states)), cmap=walls, vmin=0, vmax=1)
+    for state, (row, col) in enumerate(world.free_cells):
+        name = ACTIONS[actions[state]]
+        color = "C3" if name == highlight else "k"
+        ax.text(col, row, ARROWS[name], ha="center", va="center", fontsize=10, color=color)
+    cells = np.array([world.cell(s) for s in rollout(P, actions, start, horizon)])  # steps x 2
+    ax.plot(cells[:, 1], cells[:, 0], "-", color="C1", lw=3, alpha=0.5)
+    ax.plot(cells[0, 1], cells[0, 0], "o", color="C1", ms=14, alpha=0.5)
+    goal_row, goal_col = world.cell(goal)
+    ax.plot(goal_col, goal_row, "*", color="gold", mec="k", ms=16)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from zsrl import losses
-from zsrl.agents.base import Agent, Batch, clamp_grads, discounts, soft_update
+from zsrl.agents.base import Agent, Batch, discounts, optimizer_step, soft_update
 from zsrl.config import FBConfig
 from zsrl.model import FBModel
 from zsrl.nets import truncated_normal_sample
@@ -139,10 +139,8 @@ class FBAgent(Agent):
             F1, F2 = self.model.forward_net(obs, action, z)  # N x d each
             loss = losses.actor_loss(F1, F2, z)
             actor_q = -loss.detach()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.actor_params)  # no weight gradients for F: they would be unused
-        clamp_grads(self.actor_params, cfg.grad_clamp)
-        self.actor_optimizer.step()
+        # no weight gradients for F: they would be unused
+        optimizer_step(self.actor_optimizer, loss, self.actor_params, cfg.grad_clamp)
         return {"actor_loss": loss.detach(), "actor_q": actor_q}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -150,10 +148,7 @@ class FBAgent(Agent):
         z, from_backward = self.sample_z(batch.obs)
         mean = self.model.actor(batch.obs, z)  # N x A; the critic step leaves the actor unchanged
         loss, metrics = self.critic_loss(batch, z, from_backward, mean.detach())
-        self.fb_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clamp_grads(self.critic_params, self.cfg.grad_clamp)
-        self.fb_optimizer.step()
+        optimizer_step(self.fb_optimizer, loss, self.critic_params, self.cfg.grad_clamp)
         metrics.update(self.update_actor(batch.obs, z, mean, batch.action))
         soft_update(self._target, self._online, self.cfg.target_tau)
         return {k: v.detach() for k, v in metrics.items()}

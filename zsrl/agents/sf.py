@@ -64,7 +64,7 @@ class SFModel(PolicyModel):
     # -------------------------------------------------------------- on standardised observations
     def phi(self, obs: Tensor) -> Tensor:
         """φ(s) of standardised observations, of norm √d: ... x d."""
-        return losses.normalise_to_sphere(self.feature_net(obs))  # ... x d
+        return losses.normalize_to_sphere(self.feature_net(obs))  # ... x d
 
     def task_vectors(self, obs: Tensor, context: Tensor | SFContext) -> Tensor:
         """The z of every row (N x d) at standardised observations ``obs`` (N x O).

@@ -4,7 +4,7 @@ Part 1 (checked by :func:`check`). The student writes ``z_from_rewards(B_next, r
 vector of a reward from labelled samples, z_r = √d · normalise(mean_k r_k B(s'_k)), and
 ``z_from_goal(B_goal)``, the task vector of reaching a goal, z_g = √d · normalise(B(g)), row by row
 for a batch of goals. The checker compares them with :func:`zsrl.losses.infer_z_from_rewards` and
-:func:`zsrl.losses.normalise_to_sphere` on random inputs and names the usual mistakes (no
+:func:`zsrl.losses.normalize_to_sphere` on random inputs and names the usual mistakes (no
 normalisation, the unit sphere instead of the sphere of radius √d, the rewards left out or used as a
 0/1 mask, the mean over the wrong axis, a batch of goals normalised as one vector).
 
@@ -40,7 +40,7 @@ from zsrl.data import Dataset
 from zsrl.envs import BatchSim, Domain, Task
 from zsrl.evaluate import evaluate
 from zsrl.infer import infer_task_vectors
-from zsrl.losses import infer_z_from_rewards, normalise_to_sphere
+from zsrl.losses import infer_z_from_rewards, normalize_to_sphere
 from zsrl.model import FBModel
 
 NAME = "A6 part 1, task vectors"
@@ -71,7 +71,7 @@ EPISODES = 3
 
 def reward_inputs(n: int, d: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """B_next (n x d, rows of norm √d as the backward model's) and rewards (n, ≥ 0, half of them 0)."""
-    B_next = normalise_to_sphere(torch.randn(n, d, generator=generator))  # n x d
+    B_next = normalize_to_sphere(torch.randn(n, d, generator=generator))  # n x d
     rewards = torch.rand(n, generator=generator) * 2  # n
     rewards[torch.rand(n, generator=generator) < 0.5] = 0.0  # sparse, as a goal's rewards are
     rewards[0] = 1.5  # at least one rewarded sample
@@ -88,11 +88,11 @@ def reward_mistakes(B_next: Tensor, rewards: Tensor) -> dict[str, Tensor]:
         "z has norm 1: the task vectors live on the sphere of radius √d (norm √d = "
         f"{math.sqrt(d):.3g} here), where the policy was trained; multiply by √d": weighted
         / weighted.norm(),
-        "the rewards are missing: z_r weights each B(s'_k) by its reward r_k": normalise_to_sphere(
+        "the rewards are missing: z_r weights each B(s'_k) by its reward r_k": normalize_to_sphere(
             B_next.mean(0)
         ),
         "you used the rewards as a 0/1 mask (the mean of B over the rewarded samples): weight "
-        "each B(s'_k) by its reward r_k": normalise_to_sphere(B_next[rewards > 0].mean(0)),
+        "each B(s'_k) by its reward r_k": normalize_to_sphere(B_next[rewards > 0].mean(0)),
     }
 
 
@@ -143,7 +143,7 @@ def check(
         got = call(report, z_from_goal, B_goal.clone(), label=context)
         if got is None:
             return report
-        want = normalise_to_sphere(B_goal)
+        want = normalize_to_sphere(B_goal)
         if not matches(got, want):
             hint = diagnose(got, goal_mistakes(B_goal))
             if hint is not None:

@@ -164,7 +164,7 @@ class RNDAgent:
         self.obs_moments = RunningMoments((obs_dim,))
         self.reward_moments = RunningMoments()
 
-    def standardise(self, obs: torch.Tensor) -> torch.Tensor:
+    def standardize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (n, O) centred and scaled by the running statistics of all seen so far.
 
         Not clipped (unlike RND on Atari): while the agent has only seen the first room, the other
@@ -190,18 +190,18 @@ class RNDAgent:
     def intrinsic_reward(self, obs: np.ndarray) -> np.ndarray:
         """Novelty of raw observations (n, O) divided by the running std of rewards: (n,)."""
         with torch.no_grad():
-            error = self.novelty(self.standardise(torch.from_numpy(obs)))  # n
+            error = self.novelty(self.standardize(torch.from_numpy(obs)))  # n
         return error.numpy() / self.reward_moments.std
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """The actor's actions for raw observations (n, O), one batched forward: (n, A)."""
-        return self.policy(self.standardise(torch.from_numpy(obs))).numpy()
+        return self.policy(self.standardize(torch.from_numpy(obs))).numpy()
 
     def update(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> None:
         """One gradient step of critics, actor and predictor on a replay batch."""
         cfg = self.cfg
-        s, s_next = self.standardise(obs), self.standardise(next_obs)  # batch x O
+        s, s_next = self.standardize(obs), self.standardize(next_obs)  # batch x O
         error = self.novelty(s_next)  # batch: with gradient, for the predictor
         self.predictor_opt.zero_grad()
         error.mean().backward()
