@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -60,6 +61,9 @@ class Domain:
     samplers: Mapping[str, StateSampler] = field(default_factory=dict)  # other named state samplers
     physics_steps: int = 1  # MuJoCo steps per control step
     max_return: float = 1000.0  # the best possible episode return of a task (a reward ≤ 1 per step)
+    # (axes, paths: episodes x steps x P physics states, task name) -> episodes drawn on the domain's
+    # map; None for a domain without one
+    draw_paths: Callable[[Any, np.ndarray, str], None] | None = None
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:

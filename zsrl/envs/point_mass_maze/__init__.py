@@ -12,6 +12,7 @@ of 100k transitions, a batch of evaluation rollouts, or a single dm_control time
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from dm_control import mujoco as dm_mujoco
@@ -145,6 +146,13 @@ def _make_task(name: str) -> Task:
     )
 
 
+def draw_paths(ax: Any, paths: np.ndarray, task: str) -> None:
+    """Episodes' paths (episodes x steps x 4 physics states) drawn on the maze, with the task's goal."""
+    from zsrl.envs.point_mass_maze.maps import draw_rollouts  # matplotlib-free until drawn
+
+    draw_rollouts(ax, paths[..., :2], goal=task, color="C3")
+
+
 DOMAIN = register_domain(
     Domain(
         name="point_mass_maze",
@@ -157,5 +165,6 @@ DOMAIN = register_domain(
         samplers={"free": sample_free_states},
         observe=lambda states: states.astype(np.float32),
         load=load,
+        draw_paths=draw_paths,
     )
 )
