@@ -7,6 +7,9 @@ build or store the same thing. ``from_dict`` refuses unknown keys, so a typo is 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import math
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -206,9 +209,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     steps: int = 1_000_000
-    eval_every: int = 20_000
+    eval_every: int = 20_000  # 0: only at the end (and at step 0)
     log_every: int = 1_000  # metrics are gathered (one host sync) every log_every updates
-    checkpoint_every: int = 20_000
+    checkpoint_every: int = 20_000  # 0: only at the end
     seed: int = 42
     device: str = "auto"  # auto: cuda, then mps, then cpu
     threads: int | None = None  # torch CPU threads; None leaves torch's default
@@ -247,6 +250,7 @@ class RunConfig:
 
         method = get_method(self.method)
         _check_choice("scale", self.scale, SCALES)
+        check_limits(self)
         from zsrl.data.sources import source_names
 
         _check_choice("data source", self.data.source, source_names())
@@ -299,6 +303,8 @@ class RunConfig:
 
 
 def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.rstrip('.')} is a section: set its keys, e.g. {path}KEY=VALUE")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -311,8 +317,93 @@ def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             value = _from_dict(hint, value, f"{path}{key}.")
+        else:
+            value = _typed(value, hint, path + key)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _describe(hint: Any) -> str:
+    """How an error names the values a type hint allows."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    names = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
+    return "None" if hint is type(None) else names.get(hint, str(hint))
+
+
+def _typed(value: Any, hint: Any, name: str) -> Any:
+    """``value`` checked against the field's type hint (an integer is a float where one is
+    expected); a mismatch is a ValueError naming the field, the value and what it allows."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return _typed(value, arg, name)
+                except ValueError:
+                    pass
+    elif origin is list:
+        if isinstance(value, list):
+            return [_typed(item, args[0], name) for item in value]
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ValueError(f"{name} must be {_describe(hint)}, got {value!r}")
+
+
+# The range of every numeric option, by its dotted name (fnmatch patterns; the first match decides).
+# Every number must also be finite. None, where a field allows it, is always in range.
+_AT_LEAST_ONE = (
+    "agent.batch_size agent.z_dim agent.*_hidden agent.*_layers agent.preprocessor_out "
+    "agent.cql_samples agent.target_update_every agent.conservative.action_samples data.episodes "
+    "data.n_transitions train.steps train.threads eval.episodes eval.inference_samples"
+).split()
+_UNIT_INTERVAL = (
+    "agent.target_tau agent.z_mix_ratio agent.expectile agent.p_* agent.geometric_p "
+    "agent.conservative.ood_action_weight agent.conservative.penalty_states"
+).split()
+_NON_NEGATIVE = (
+    "agent.lr_* agent.conservative.lr_alpha agent.actor_std agent.actor_std_clip agent.*temperature "
+    "agent.*max_weight agent.alpha agent.conservative.alpha agent.ortho_coefficient "
+    "agent.grad_clamp agent.lr_b_coefficient *seed train.*_every"  # every 0: only at the end
+).split()
+LIMITS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("agent.discount", lambda v: 0 <= v < 1, "in [0, 1)"),
+    *((p, lambda v: v >= 1, "at least 1") for p in _AT_LEAST_ONE),
+    *((p, lambda v: 0 <= v <= 1, "in [0, 1]") for p in _UNIT_INTERVAL),
+    *((p, lambda v: v >= 0, "at least 0") for p in _NON_NEGATIVE),
+)
+
+
+def check_limits(config: RunConfig) -> None:
+    """Every numeric field of ``config`` within its range (:data:`LIMITS`) and finite; the first
+    that is not is a ValueError naming it, its value and its range."""
+    for name, value in _flat(config.to_dict()).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        for pattern, ok, allowed in LIMITS:
+            if fnmatch.fnmatchcase(name, pattern):
+                if not ok(value):
+                    raise ValueError(f"{name} must be {allowed}, got {value!r}")
+                break
 
 
 def _check_choice(kind: str, value: str, choices: typing.Iterable[str]) -> None:
