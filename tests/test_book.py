@@ -64,6 +64,7 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
         ("dataset", "d4rl", "unknown dataset 'd4rl'; valid choices"),
         ("steps", -3, "steps must be at least 1, got -3"),
         ("seed", "abc", "seed must be an integer, got 'abc'"),
+        ("sead", 1, "unknown parameters ['sead']; valid parameters"),
     ],
 )
 def test_a_bad_parameter_fails_in_the_first_cell(tmp_path, name, value, message):

@@ -5,8 +5,8 @@ import pytest
 
 from zsrl.data import Dataset, DatasetError, collect, default_spec, load_or_collect
 from zsrl.data.collect import CollectorSpec
-from zsrl.data.dataset import checksum_path
 from zsrl.envs import BatchSim, get_domain
+from zsrl.io import checksum_path
 
 DOMAIN = get_domain("point_mass_maze")
 

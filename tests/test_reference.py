@@ -125,7 +125,9 @@ def test_every_logged_metric_is_explained(method, one_thread):
 
 def test_public_names_are_spelt_one_way():
     """Code names use American spellings (normalize, summarize); prose and data keys are left alone."""
-    british = re.compile(r"\b(?:def|class)\s+\w*(?:normalis|standardis|summaris|optimis|initialis|regularis)")
+    british = re.compile(
+        r"\b(?:def|class)\s+\w*(?:normalis|standardis|summaris|optimis|initialis|regularis)"
+    )
     found = [
         f"{path.relative_to(ROOT)}: {match.group(0)}"
         for path in sorted((ROOT / "zsrl").rglob("*.py"))

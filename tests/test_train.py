@@ -15,6 +15,7 @@ from zsrl.train import (
     RECORD,
     CheckpointError,
     NonFiniteLossError,
+    RunFolderError,
     Trainer,
     load_checkpoint,
     load_run,
@@ -222,8 +223,12 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_root):
 
 def test_resuming_with_another_config_is_refused(tmp_path, data_root):
     Trainer(config("train.steps=10"), tmp_path, data_root=data_root, progress=False).run()
-    with pytest.raises(CheckpointError, match="agent.lr_fb"):
+    with pytest.raises(RunFolderError, match=r"another run \(agent.lr_fb: 0.0001 -> 0.5\)"):
         Trainer(config("agent.lr_fb=0.5"), tmp_path, data_root=data_root, progress=False).run()
+    other = Trainer(
+        config("agent.lr_fb=0.5"), tmp_path, data_root=data_root, progress=False, overwrite=True
+    )
+    assert other.run()["config"]["agent"]["lr_fb"] == 0.5  # replaced, as asked
 
 
 def test_checkpoint_from_before_a_new_config_field_resumes(tmp_path, data_root):

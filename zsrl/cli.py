@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from zsrl.config import RUN_OPTIONS, RunConfig, resolve
+from zsrl.config import RUN_OPTIONS, RunConfig, duration_note, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +42,15 @@ def _parser() -> argparse.ArgumentParser:
         help="run directory (default: runs/METHOD_DOMAIN_DATASET[_OPTIONS]_SCALE_seedSEED)",
     )
     train.add_argument("--data-dir", type=Path, default=None)
-    train.add_argument("--no-resume", action="store_true", help="start afresh in --out")
+    train.add_argument(
+        "--no-resume", action="store_true", help="start afresh in --out (a run of the same config)"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into an --out that holds another run or files zsrl did not write, replacing "
+        "its run files",
+    )
     train.add_argument("--no-progress", action="store_true")
 
     config = sub.add_parser(
@@ -124,9 +132,16 @@ def default_out(cfg: RunConfig) -> Path:
     )
 
 
+def _at_least(name: str, value: int | None, low: int = 1) -> None:
+    if value is not None and value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
     from zsrl.data import default_spec, load_or_collect
 
+    _at_least("--episodes", args.episodes)
+    _at_least("--seed", args.seed, 0)
     spec = default_spec(args.domain, args.dataset, args.episodes, args.seed, args.scale)
     dataset = load_or_collect(spec, root=args.data_dir, regenerate=args.regenerate)
     print(f"{spec.name}: {len(dataset)} transitions in {dataset.meta['path']}")
@@ -140,6 +155,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = build_config(args)
     out = args.out or default_out(cfg)
     command = "python -m zsrl " + shlex.join(sys.argv[1:])
+    note = duration_note(cfg)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     dataset = prepare_dataset(cfg, args.data_dir, progress=not args.no_progress)
     trainer = Trainer(
         cfg,
@@ -148,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         data_root=args.data_dir,
         progress=not args.no_progress,
         dataset=dataset,
+        overwrite=args.overwrite,
     )
     record = trainer.run(resume=not args.no_resume)
     _print_summary(record, out)
@@ -163,6 +182,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from zsrl.evaluate import evaluate
     from zsrl.train import load_run
 
+    _at_least("--episodes", args.episodes)
+    _at_least("--seed", args.seed, 0)
     run, step = load_run(args.run, args.weights, data_root=args.data_dir)
     cfg = run.cfg
     results = evaluate(

@@ -215,6 +215,9 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto: cuda, then mps, then cpu
     threads: int | None = None  # torch CPU threads; None leaves torch's default
+    # A logged metric whose magnitude passes this warns (once per metric, on stderr and in the
+    # record): exploding values are a finding, not a crash. None: never.
+    warn_above: float | None = 1e6
 
 
 @dataclass
@@ -592,6 +595,12 @@ def _datasets() -> list[str]:
     return collector_names()
 
 
+def _tasks() -> list[str]:
+    from zsrl.envs import domain_names, get_domain
+
+    return sorted({task for name in domain_names() for task in get_domain(name).tasks})
+
+
 def _filters() -> list[str]:
     from zsrl.data import ACTION_FILTERS
 
@@ -601,7 +610,14 @@ def _filters() -> list[str]:
 RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("method", None, str, "fb", "the algorithm", _methods),
     RunOption("domain", None, str, "point_mass_maze", "the environment", _domains),
-    RunOption("scale", None, str, "book", "the preset's size", lambda: list(SCALES)),
+    RunOption(
+        "scale",
+        None,
+        str,
+        "auto",
+        "the preset's size (auto: paper where a GPU is present, book otherwise)",
+        lambda: ["auto", *SCALES],
+    ),
     RunOption(
         "dataset", "data.name", str, None, "the collector (default: uniform-reset)", _datasets
     ),
@@ -617,6 +633,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         str,
         None,
         "default: every task; cql and td3 learn exactly one",
+        _tasks,
         many=True,
     ),
 )
@@ -629,10 +646,30 @@ def run_option(name: str) -> RunOption:
     raise ValueError(f"unknown run option {name!r}; valid options: {[o.name for o in RUN_OPTIONS]}")
 
 
+def resolve_scale(scale: str) -> str:
+    """``auto`` is ``paper`` where a GPU is present and ``book`` otherwise; other scales stay."""
+    if scale != "auto":
+        return scale
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "book"
+
+
+def duration_note(config: RunConfig) -> str | None:
+    """A line saying that a run will take a while, for runs of thousands of updates; else None."""
+    if config.train.steps < 5_000:
+        return None
+    where = {"book": "15-45 minutes on one CPU core", "paper": "hours on a GPU, days on a CPU"}
+    return (
+        f"{config.train.steps:,} updates at {config.scale} scale: about "
+        f"{where.get(config.scale, 'minutes or more')} (--scale quick runs in seconds)"
+    )
+
+
 def resolve(
     method: str = "fb",
     domain: str = "point_mass_maze",
-    scale: str = "book",
+    scale: str = "auto",
     overrides: list[str] | tuple[str, ...] = (),
     **options: Any,
 ) -> RunConfig:
@@ -649,6 +686,7 @@ def resolve(
         run_option(k).parse(v)
         for k, v in (("method", method), ("domain", domain), ("scale", scale))
     )
+    scale = resolve_scale(scale)
     settings = []
     for name, raw in options.items():
         option = run_option(name)

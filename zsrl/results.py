@@ -9,7 +9,6 @@ of episodes that end within the goal's radius), each with a 95 % interval over r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from zsrl.envs import get_domain
 from zsrl.io import atomic_write_json
+from zsrl.record import read_record
 from zsrl.stats import METRICS, aggregate_with_ci
 
 # The smallest IQM a normalisation reference may have: one step's top reward in a whole episode.
@@ -30,7 +30,7 @@ def load_records(paths: list[Path]) -> list[dict[str, Any]]:
         path = path / "record.json" if path.is_dir() else path
         if not path.exists():
             raise FileNotFoundError(f"no result record at {path}")
-        records.append(json.loads(path.read_text()))
+        records.append(read_record(path))
     return records
 
 

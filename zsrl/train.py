@@ -16,9 +16,11 @@ randomness comes from torch's global RNG, saved in the checkpoint, and evaluatio
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +35,17 @@ from zsrl.data import Dataset
 from zsrl.data.sources import prepare_dataset
 from zsrl.envs import get_domain
 from zsrl.evaluate import evaluate
-from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer
+from zsrl.io import atomic_write_bytes, atomic_write_json, atomic_writer, temporary_files
 from zsrl.methods import get_method
 from zsrl.probe import ValueProbe
-from zsrl.record import environment_info
+from zsrl.record import environment_info, read_record, seal
 
 CHECKPOINT = "checkpoint.pt"
 BEST_MODEL = "best_model.pt"
 METRICS = "metrics.csv"
 RECORD = "record.json"
+OWNER = "run.json"  # the configuration of the run this folder belongs to, written when it starts
+RUN_FILES = (CHECKPOINT, BEST_MODEL, METRICS, RECORD, OWNER)
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +58,10 @@ def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return RunConfig.from_dict(saved).to_dict()
     except (TypeError, ValueError):
         return saved
+
+
+class RunFolderError(ValueError):
+    """A run folder holds another run, or files zsrl did not write."""
 
 
 class CheckpointError(RuntimeError):
@@ -72,24 +80,47 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
         raise ValueError(f"unknown device {name!r}; valid devices: auto, cpu, cuda, mps") from error
+    present = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not present.get(device.type, False):
+        usable = [kind for kind, ok in present.items() if ok]
+        raise ValueError(f"device {name!r} is not available here; usable devices: auto, {usable}")
+    return device
+
+
+# Checkpoints and best weights start with this line and the SHA-256 of what follows (torch.save's
+# bytes), so that one atomic write carries the file and its checksum together.
+SEALED = b"zsrl-sha256:"
 
 
 def _save_atomically(state: dict[str, Any], path: Path) -> None:
-    """torch.save into memory, then one atomic write: a crash never leaves half a file."""
+    """torch.save into memory, seal with its SHA-256, then one atomic write: a crash never leaves
+    half a file, and damage done later is caught on load."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    atomic_write_bytes(path, SEALED + digest + b"\n" + payload)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint without unpickling arbitrary objects; damage is a :class:`CheckpointError`."""
+    """Read a checkpoint without unpickling arbitrary objects, after checking its checksum (files
+    written before checksums have none); damage is a :class:`CheckpointError` naming the file."""
+    data = Path(path).read_bytes()
+    if data.startswith(SEALED):
+        head = len(SEALED)
+        digest, payload = data[head : head + 64], data[head + 65 :]
+        if hashlib.sha256(payload).hexdigest().encode() != digest:
+            raise CheckpointError(f"checkpoint {path} does not match its checksum: it is damaged")
+        data = payload
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {error}") from error
 
@@ -116,6 +147,9 @@ class Trainer:
     progress: bool = True
     # The prepared training data (zsrl.data.sources.prepare_dataset); None prepares them here.
     dataset: Dataset | None = None
+    # Replace the run files of a folder that holds another run or files zsrl did not write (these
+    # stay); without it such a folder is refused.
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -141,6 +175,8 @@ class Trainer:
         self.model.set_obs_stats(obs)
         self.probe = value_probe(self.cfg, self.dataset, self.device)
         self.step = 0
+        self.checkpoint_step: int | None = None  # the step of the latest checkpoint on disk
+        self.warnings: list[str] = []  # values past train.warn_above, once per metric
         self.elapsed = 0.0
         self.evaluations: list[dict[str, Any]] = []
         self.pending: list[dict[str, torch.Tensor]] = []
@@ -186,16 +222,15 @@ class Trainer:
             "evaluations": json.dumps(self.evaluations),
         }
         _save_atomically(state, self.checkpoint_path)
+        self.checkpoint_step = self.step
 
     def resume(self) -> bool:
         """Restore the state of ``out_dir``'s checkpoint; False if there is none."""
         if not self.checkpoint_path.exists():
             return False
         state = load_checkpoint(self.checkpoint_path)
-        saved = _with_defaults(json.loads(state["config"]))
-        current = self.cfg.to_dict()
-        for key in ("steps", "device", "threads"):  # a run may be extended or moved
-            saved["train"].pop(key), current["train"].pop(key)
+        saved = _comparable(json.loads(state["config"]))
+        current = _comparable(self.cfg.to_dict())
         if saved != current:
             diff = _dict_diff(saved, current)
             raise CheckpointError(
@@ -208,8 +243,59 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.evaluations = json.loads(state["evaluations"])
+        self.checkpoint_step = self.step
         self._truncate_metrics()
         return True
+
+    # ------------------------------------------------------------------------- the folder
+    def _owner(self) -> dict[str, Any] | None:
+        """The configuration of the run living in ``out_dir``: from its owner file, else (runs made
+        before owner files) its checkpoint's or its record's; None where no run file is there."""
+        out = self.out_dir
+        try:
+            if (out / OWNER).exists():
+                return json.loads((out / OWNER).read_text())["config"]
+            if self.checkpoint_path.exists():
+                return json.loads(load_checkpoint(self.checkpoint_path)["config"])
+            if (out / RECORD).exists():
+                return read_record(out / RECORD)["config"]
+        except (KeyError, TypeError, json.JSONDecodeError) as error:
+            raise RunFolderError(f"{out} holds run files zsrl cannot read ({error})") from None
+        if any((out / name).exists() for name in RUN_FILES):
+            return {}  # run files whose run cannot be told: another run's, as far as we know
+        return None
+
+    def _claim(self, resume: bool) -> None:
+        """Make ``out_dir`` this run's: refuse a folder that holds another run or files zsrl did
+        not write (unless ``overwrite``), remove what a killed write left behind, start afresh
+        where asked, and write the owner file."""
+        out = self.out_dir
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"--out {out} is a file, not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in temporary_files(out):
+            stale.unlink(missing_ok=True)
+        foreign = sorted(
+            p.name for p in out.iterdir() if p.name not in RUN_FILES and p.name not in _SIDECARS
+        )
+        owner = self._owner()
+        mine = _comparable(self.cfg.to_dict())
+        same = owner is None or (bool(owner) and _comparable(owner) == mine)
+        if (foreign or not same) and not self.overwrite:
+            what = (
+                f"files zsrl did not write {foreign[:4]}"
+                if foreign
+                else "another run"
+                + (f" ({_dict_diff(_comparable(owner), mine)})" if owner else " (unreadable)")
+            )
+            raise RunFolderError(
+                f"{out} holds {what}; choose another --out, or pass --overwrite to replace its "
+                "run files"
+            )
+        if not resume or not same:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        atomic_write_json(out / OWNER, {"method": self.cfg.method, "config": self.cfg.to_dict()})
 
     # ---------------------------------------------------------------------------- metrics
     def _truncate_metrics(self) -> None:
@@ -217,9 +303,17 @@ class Trainer:
         path = self.out_dir / METRICS
         if not path.exists():
             return
-        with open(path, newline="") as f:
+        with open(path, newline="", errors="replace") as f:
             rows = list(csv.reader(f))
-        kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= self.step]
+        width = len(rows[0]) if rows else 0
+        kept = (
+            rows[:1]
+            + [  # a row cut short by a kill mid-write is dropped with the later ones
+                row
+                for row in rows[1:]
+                if len(row) == width and row[0].isdigit() and int(row[0]) <= self.step
+            ]
+        )
         with atomic_writer(path, "w") as f:
             csv.writer(f).writerows(kept)
 
@@ -240,10 +334,27 @@ class Trainer:
         self.pending.clear()
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
-            raise NonFiniteLossError(
-                f"non-finite {bad} near step {self.step}; training stopped. The last good "
-                f"checkpoint {self.checkpoint_path} is left intact."
+            kept = (
+                f"the last checkpoint (step {self.checkpoint_step}) is left intact"
+                if self.checkpoint_step is not None
+                else "no checkpoint had been written yet"
             )
+            raise NonFiniteLossError(
+                f"non-finite {bad} near step {self.step}; training stopped and {kept}"
+            )
+        bound = self.cfg.train.warn_above
+        for key, value in values.items():
+            if (
+                bound is not None
+                and abs(value) > bound
+                and not any(key in w for w in self.warnings)
+            ):
+                message = (
+                    f"{key} reached {value:.3g} at step {self.step}, past train.warn_above "
+                    f"({bound:g}): the values are exploding"
+                )
+                self.warnings.append(message)
+                print(f"warning: {message}", file=sys.stderr)
         path = self.out_dir / METRICS
         new = not path.exists()
         with open(path, "a", newline="") as f:
@@ -290,7 +401,9 @@ class Trainer:
         }
         _save_atomically(state, self.out_dir / BEST_MODEL)
 
-    def write_record(self, complete: bool) -> dict[str, Any]:
+    def write_record(self, complete: bool, stopped: str | None = None) -> dict[str, Any]:
+        """Write ``record.json`` (sealed with its checksum); ``stopped`` says why an incomplete run
+        ended early."""
         summary = lambda e: {k: e[k] for k in ("step", "mean_score", "scores")}  # noqa: E731
         record = {
             "command": self.command,
@@ -314,20 +427,28 @@ class Trainer:
             "best": summary(max(self.evaluations, key=lambda e: e["mean_score"]))
             if self.evaluations
             else None,
+            "warnings": self.warnings,
         }
+        if stopped is not None:
+            record["stopped"] = stopped
+        record = seal(record)
         atomic_write_json(self.out_dir / RECORD, record)
         return record
 
     # ------------------------------------------------------------------------------- loop
     def run(self, resume: bool = True) -> dict[str, Any]:
         """Train to ``cfg.train.steps`` updates, evaluating and checkpointing on the way."""
+        self._claim(resume)
+        if not (resume and self.resume()):
+            (self.out_dir / METRICS).unlink(missing_ok=True)  # rows of an attempt killed early
+        try:
+            return self._loop()
+        except NonFiniteLossError as error:
+            self.write_record(complete=False, stopped=str(error))
+            raise
+
+    def _loop(self) -> dict[str, Any]:
         t = self.cfg.train
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.resume()
-        else:
-            for name in (CHECKPOINT, BEST_MODEL, METRICS, RECORD):
-                (self.out_dir / name).unlink(missing_ok=True)
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress)
         clock = time.perf_counter()
 
@@ -451,6 +572,19 @@ def labelled_run(text: str) -> tuple[str, Path]:
 
 def _fmt(entry: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.0f}" for k, v in entry["scores"].items())
+
+
+# the checksum files of the run files (the dataset cache's convention), if any are there
+_SIDECARS = tuple(f"{name}.sha256" for name in RUN_FILES)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration with the defaults of fields added since, less what a run may change
+    when it is resumed (its length, its device, its threads)."""
+    config = _with_defaults(json.loads(json.dumps(config)))
+    for key in ("steps", "device", "threads"):
+        config["train"].pop(key, None)
+    return config
 
 
 def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:

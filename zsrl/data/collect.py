@@ -36,9 +36,10 @@ from mujoco import rollout
 from tqdm import tqdm
 
 from zsrl.data import rnd
-from zsrl.data.dataset import Dataset, DatasetError, checksum_path
+from zsrl.data.dataset import Dataset, DatasetError
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
+from zsrl.io import checksum_path, stored_checksum
 
 FULL_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -282,4 +283,4 @@ def load_or_collect(
         dataset = collect(spec, progress=progress, checkpoint=partial_path)
         dataset.save(path)
         partial_path.unlink(missing_ok=True)
-    return dataset.with_meta(path=str(path), sha256=checksum_path(path).read_text().split()[0])
+    return dataset.with_meta(path=str(path), sha256=stored_checksum(path))

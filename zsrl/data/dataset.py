@@ -8,7 +8,6 @@ sidecar, checked on load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import numpy as np
 
 from zsrl.data.episodes import steps_within_episodes
 from zsrl.envs import Task
-from zsrl.io import atomic_write_bytes, atomic_writer
+from zsrl.io import ChecksumError, atomic_writer, sha256_file, stored_checksum, write_checksum
 
 # Every array a dataset may hold, in the order files store them; the first three and ``episode`` are
 # required, the others optional.
@@ -131,9 +130,7 @@ class Dataset:
             arrays["step"] = self.step  # a subset's steps cannot be derived again: keep them
         with atomic_writer(path) as f:
             np.savez(f, meta=np.array(json.dumps(self.meta)), **arrays)
-        digest = sha256_file(path)
-        atomic_write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode())
-        return digest
+        return write_checksum(path)
 
     @staticmethod
     def load(path: Path, verify: bool = True) -> Dataset:
@@ -141,13 +138,15 @@ class Dataset:
         path = Path(path)
         if not path.exists():
             raise DatasetError(f"dataset file {path} does not exist")
-        if verify and checksum_path(path).exists():
-            expected = checksum_path(path).read_text().split()[0]
-            if sha256_file(path) != expected:
-                raise DatasetError(
-                    f"dataset file {path} does not match its checksum (truncated or corrupt); "
-                    "delete it or regenerate it with --regenerate"
-                )
+        try:
+            expected = stored_checksum(path) if verify else None
+        except ChecksumError as error:
+            raise DatasetError(f"{error} (regenerate the dataset with --regenerate)") from None
+        if expected is not None and sha256_file(path) != expected:
+            raise DatasetError(
+                f"dataset file {path} does not match its checksum (truncated or corrupt); "
+                "delete it or regenerate it with --regenerate"
+            )
         try:
             with np.load(path, allow_pickle=False) as npz:
                 missing = [k for k in (*REQUIRED, "meta") if k not in npz.files]
@@ -169,18 +168,6 @@ class Dataset:
 def _with_absent(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
     """``arrays`` with None for every optional array it lacks (physics and next_physics included)."""
     return {name: arrays.get(name) for name in ARRAYS}
-
-
-def checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ActionFilter = Callable[[np.ndarray], np.ndarray]
