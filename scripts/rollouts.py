@@ -42,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
 
     runs, paths = [], {}
     for label, run_dir in args.run:
-        run, step = load_run(run_dir, args.weights, data_root=args.data_dir)
-        cfg = run.cfg
-        tasks = args.tasks or run.task_names
+        loaded, step = load_run(run_dir, args.weights, data_root=args.data_dir)
+        cfg = loaded.cfg
+        tasks = args.tasks or loaded.task_names
         results = evaluate(
-            run.model,
-            run.domain,
+            loaded.model,
+            loaded.domain,
             tasks,
             episodes=args.episodes,
             seed=cfg.eval.seed,
-            dataset=run.dataset,
+            dataset=loaded.dataset,
             inference_samples=cfg.eval.inference_samples,
             goal_inference=cfg.eval.goal_inference,
             keep_paths=True,
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         arrays=paths,
         episodes=args.episodes,
         path_stride=PATH_STRIDE,
-        environment=environment_info(run.device),
+        environment=environment_info(loaded.device),
     )
     print(f"wrote {args.out}.png, .json and .npz")
     return 0

@@ -12,6 +12,7 @@ from zsrl.config import apply_overrides, preset
 from zsrl.envs.point_mass_maze.maps import EXTENT, coverage_histogram
 from zsrl.losses import orthonormality_loss
 from zsrl.plots import effective_rank, read_metrics
+from zsrl.record import seal
 from zsrl.train import Trainer, load_run
 
 pytest.importorskip("matplotlib")
@@ -117,7 +118,7 @@ def test_run_table_names_each_runs_departures_and_metrics(runs, capsys, tmp_path
     changed = json.loads(json.dumps(record))
     changed["config"]["agent"]["target_heads"] = "mean"
     changed["config"]["agent"]["lr_b_coefficient"] = 0.1
-    (tmp_path / "record_x.json").write_text(json.dumps(changed))
+    (tmp_path / "record_x.json").write_text(json.dumps(seal(changed)))  # a record made so
     (tmp_path / "metrics_x.csv").write_text((run_dir / "metrics.csv").read_text())
     argv = [str(run_dir), str(tmp_path / "record_x.json"), "--departures"]
     argv += ["--at", "20", "--metrics", "fb_off_diag", "q_data", "nothing"]

@@ -8,6 +8,7 @@ import torch
 
 from zsrl.config import apply_overrides, preset
 from zsrl.methods import get_method, method_names
+from zsrl.record import seal
 from zsrl.train import (
     BEST_MODEL,
     CHECKPOINT,
@@ -174,7 +175,7 @@ def test_best_weights_follow_the_best_evaluation_not_the_first(tmp_path, data_ro
     record_path = tmp_path / "run" / RECORD
     stale = json.loads(record_path.read_text())
     stale["best"]["step"] = 40
-    record_path.write_text(json.dumps(stale))
+    record_path.write_text(json.dumps(seal(stale)))  # well-formed, but not the weights' record
     with pytest.raises(CheckpointError, match="best evaluation .* is at step 40"):
         load_run(tmp_path / "run", "best", data_root=data_root)
 

@@ -135,13 +135,14 @@ def goal_statistics(
     finals = [entry["tasks"][task]["final_distance"] for entry in entries]
     if any(not f for f in finals):
         return None
-    if radius is None:
-        raise ValueError(f"goal task {task!r} has no success distance; pass success_radius")
+    success = (  # None for a task whose success distance is unknown (not a registered task)
+        None
+        if radius is None
+        else _per_run_with_ci([float(np.mean(np.asarray(f) <= radius)) for f in finals], reps, seed)
+    )
     return {
         "final_distance": _per_run_with_ci([float(np.mean(f)) for f in finals], reps, seed),
-        "success_rate": _per_run_with_ci(
-            [float(np.mean(np.asarray(f) <= radius)) for f in finals], reps, seed
-        ),
+        "success_rate": success,
         "radius": radius,
     }
 
@@ -248,7 +249,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             dist = s["mean_final_distance"][task]
             dist_text = "" if dist is None else f"  mean final distance {dist:.3f}"
             goal = s.get("goals", {}).get(task)  # summaries written before goals existed lack it
-            if goal is not None:
+            if goal is not None and goal["success_rate"] is not None:
                 rate = goal["success_rate"]
                 dist_text += (
                     f"  success {rate['mean']:.2f} [{rate['ci95'][0]:.2f}, {rate['ci95'][1]:.2f}]"

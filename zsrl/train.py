@@ -531,7 +531,7 @@ def load_run(
     model.set_obs_stats(torch.as_tensor(dataset.observation, device=device))
     step = int(state["step"])
     record_path = run_dir / RECORD
-    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    record = read_record(record_path) if record_path.exists() else None
     if which == "last":
         model.load_state_dict(state["agent"]["model"])
         evaluations = json.loads(state["evaluations"])
