@@ -24,7 +24,7 @@ from zsrl.config import apply_overrides, preset
 from zsrl.data.sources import prepare_dataset
 from zsrl.train import CHECKPOINT, METRICS, NonFiniteLossError, Trainer, load_checkpoint
 
-COUNTS = {"cases": 0, "clean errors": 0}
+COUNTS = {"cases": 0, "clean errors": 0, "resumes": 0, "resumes exact": 0}
 
 QUICK = ["train", "--scale", "quick", "--steps", "4", "--no-progress"]
 
@@ -80,6 +80,39 @@ def test_a_bad_setting_is_one_line_before_any_file_is_written(setting, words, tm
     code, err = run_main([*QUICK, "--out", str(out), "--set", setting], capsys)
     assert_clean_error(code, err, words)
     assert not out.exists()
+
+
+def bad_values(name: str, value: object) -> list[str]:
+    """Values of the wrong type for a field holding ``value`` (its preset's)."""
+    if isinstance(value, bool):
+        return ["maybe", "2"]
+    if isinstance(value, int):
+        return ["abc", "1.5", "''"]
+    if isinstance(value, float):
+        return ["abc", "''", "[1]"]
+    if isinstance(value, str):
+        return ["3", "[1]"]
+    if isinstance(value, list) or name == "eval.tasks":
+        return ["abc", "3"]
+    return ["[[1]]"]  # None-valued optional fields: a list of lists is nothing they take
+
+
+def every_field() -> list[tuple[str, str]]:
+    from zsrl.config import _flat
+
+    config = preset("vcfb", "point_mass_maze", "quick").to_dict()
+    fields = {
+        k: v
+        for s in ("agent", "data", "train", "eval")
+        for k, v in _flat(config[s], f"{s}.").items()
+    }
+    return [(name, bad) for name, value in fields.items() for bad in bad_values(name, value)]
+
+
+@pytest.mark.parametrize(("field", "bad"), every_field())
+def test_every_field_refuses_a_value_of_the_wrong_type(field, bad, capsys):
+    code, err = run_main(["config", "--method", "vcfb", "--set", f"{field}={bad}"], capsys)
+    assert_clean_error(code, err, field)
 
 
 @pytest.mark.parametrize(
@@ -232,6 +265,36 @@ def test_a_truncated_metrics_file_resumes_with_every_step_once(finished, capsys)
     assert steps == sorted(set(steps)) and steps[-1] == 8
 
 
+def test_a_checkpoint_replaced_by_another_runs_is_refused(finished, tmp_path, capsys):
+    out, flags = finished
+    other = tmp_path / "other"
+    assert main([*flags[:-4], "--out", str(other), "--set", "agent.lr_fb=0.5"]) == 0
+    (out / CHECKPOINT).write_bytes((other / CHECKPOINT).read_bytes())  # well formed, not this run's
+    capsys.readouterr()
+    code, err = run_main([*flags[:4], "6", *flags[5:]], capsys)
+    assert_clean_error(code, err, "was made with a different configuration (agent.lr_fb")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('scale = "quick"\n[[block]]\nmethod = "fb"\ndataset = ', "is not valid TOML"),
+        ('scale = "quick"\n[[block]]\nmethod = "fb"\ndataset = "random"\nseed = "x"\n', "seed"),
+        (
+            'scale = "quick"\n[[block]]\nmethod = "fb"\ndataset = "random"\nseed = 0\nsteps = -3\n',
+            "steps must be at least 1",
+        ),
+        ("\x00\xff\xfe", "grid"),
+    ],
+    ids=["truncated", "bad-seed", "bad-steps", "binary"],
+)
+def test_a_damaged_grid_file_is_one_line(text, words, tmp_path, capsys):
+    grid = tmp_path / "grid.toml"
+    grid.write_bytes(text.encode("latin-1"))
+    code, err = run_main(["sweep", str(grid), "--status"], capsys)
+    assert_clean_error(code, err, words)
+
+
 # ----------------------------------------------------------------------------- the run folder
 def test_out_naming_a_file_is_one_line(tmp_path, data_dir, capsys):
     path = tmp_path / "a_file"
@@ -275,8 +338,10 @@ def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path, 
     (tmp_path / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half a file")  # a write cut short
     Trainer(cfg, tmp_path, data_root=data_dir, progress=False).run()
     steps = [int(r.split(",")[0]) for r in (tmp_path / METRICS).read_text().splitlines()[1:]]
+    COUNTS["resumes"] += 1
     assert steps == list(range(1, 21))
     assert not list(tmp_path.glob(".*.tmp"))
+    COUNTS["resumes exact"] += 1
 
 
 # ------------------------------------------------------------------ non-finite and huge values
@@ -340,14 +405,43 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_pat
             resumes += 1
         proc.wait()
     subprocess.run([*flags, "--out", str(tmp_path / "killed")], check=True, env=env)
+    COUNTS["resumes"] += 1
     assert torch.equal(weights(tmp_path / "killed"), weights(tmp_path / "straight"))
     rows = (tmp_path / "killed" / METRICS).read_text().splitlines()[1:]
     steps = [int(r.split(",")[0]) for r in rows]
     assert steps == sorted(set(steps)) and steps[-1] == 300
+    COUNTS["resumes exact"] += 1
     print(f"\nkill -9: {resumes} kills, resumed to the uninterrupted weights")
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_collection_then_resume_gives_the_same_bytes(tmp_path):
+    """The resumable RND collection killed mid-way, then run again: the same file as a collection
+    never interrupted (quick scale, 12 episodes: three waves, a checkpoint after each)."""
+    argv = [sys.executable, "-m", "zsrl", "collect", "--dataset", "rnd", "--scale", "quick"]
+    argv += ["--episodes", "12"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*argv, "--data-dir", str(tmp_path / "straight")], check=True, env=env)
+    proc = subprocess.Popen([*argv, "--data-dir", str(tmp_path / "killed")], env=env)
+    time.sleep(float(np.random.default_rng(1).uniform(6.0, 10.0)))
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*argv, "--data-dir", str(tmp_path / "killed")], check=True, env=env)
+    (straight,) = (tmp_path / "straight").glob("*.npz")
+    (resumed,) = (tmp_path / "killed").glob("*.npz")
+    COUNTS["resumes"] += 1
+    assert straight.read_bytes() == resumed.read_bytes()
+    COUNTS["resumes exact"] += 1
+    assert not list((tmp_path / "killed").glob("*.partial.pt"))
+    print(f"\nkill -9 during collection: {'killed' if killed else 'finished first'}, same bytes")
 
 
 def test_zz_print_the_counts():
     """Runs last in this module: the counts of the cases above (shown with ``pytest -s``)."""
-    print(f"\nfault injection: {COUNTS['cases']} cases, {COUNTS['clean errors']} clean errors")
+    print(
+        f"\nfault injection: {COUNTS['cases']} bad inputs, {COUNTS['clean errors']} clean one-line "
+        f"errors; {COUNTS['resumes']} interrupted runs, {COUNTS['resumes exact']} resumed exactly"
+    )
     assert COUNTS["cases"] == COUNTS["clean errors"]
+    assert COUNTS["resumes"] == COUNTS["resumes exact"]

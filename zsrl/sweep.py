@@ -215,7 +215,10 @@ def _checked(cells: list[Cell], where: str) -> list[Cell]:
 def load_grid(path: Path) -> Grid:
     """Read and check a grid file (TOML)."""
     path = Path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"grid file {path} is not UTF-8 text: {error}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
