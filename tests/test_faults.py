@@ -375,6 +375,10 @@ def test_rnd_at_quick_scale_is_the_quick_exploration_and_files_are_group_readabl
     dataset = prepare_dataset(cfg, tmp_path, progress=False)
     assert time.perf_counter() - start < 120 and len(dataset) == 4_000  # seconds, not minutes
     assert "rnd-quick-" in dataset.meta["name"]
+    stale = tmp_path / f".{dataset.meta['name']}.npz.k1ll.tmp"  # a write cut short by a kill
+    stale.write_bytes(b"half")
+    prepare_dataset(cfg, tmp_path, progress=False)
+    assert not stale.exists()
     umask = os.umask(0)
     os.umask(umask)
     for path in tmp_path.iterdir():

@@ -272,6 +272,8 @@ def load_or_collect(
     """
     path = (root or data_dir()) / f"{spec.name}.npz"
     partial_path = path.with_name(f"{spec.name}.partial.pt")
+    for stale in path.parent.glob(f".{spec.name}.*.tmp"):  # writes of this dataset cut short
+        stale.unlink(missing_ok=True)
     if path.exists() and not regenerate:
         if not checksum_path(path).exists():
             raise DatasetError(f"dataset file {path} has no checksum file; regenerate it")
