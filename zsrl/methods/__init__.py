@@ -123,6 +123,15 @@ BOOK_MAZE_HORIZON = Preset(
     domain="point_mass_maze",
 )
 
+
+def baseline_sizes(book: Mapping[str, Any], quick: Mapping[str, Any]) -> tuple[Preset, Preset]:
+    """A baseline's network sizes and batch: FB's at book scale, tiny ones for tests at quick."""
+    return (
+        Preset(book, "book scale: FB's widths and batch, for a 2-core CPU", scale="book"),
+        Preset(quick, "quick scale: tiny networks for tests", scale="quick"),
+    )
+
+
 # The built-in methods register themselves on import, in this order.
 BUILT_IN = ("fb", "sf_lap", "gciql", "cql", "td3")
 for _module in BUILT_IN:

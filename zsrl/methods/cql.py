@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from zsrl.agents.cql import CQLAgent, CQLModel
 from zsrl.config import CQLConfig
-from zsrl.methods import BOOK_MAZE_HORIZON, Method, Preset, model_and_agent, no_context, register
+from zsrl.methods import (
+    BOOK_MAZE_HORIZON,
+    Method,
+    Preset,
+    baseline_sizes,
+    model_and_agent,
+    no_context,
+    register,
+)
 
 register(
     Method(
@@ -13,10 +21,15 @@ register(
         config=CQLConfig,
         build=model_and_agent(CQLModel, CQLAgent),
         presets=(
-            Preset(
-                dict(batch_size=256, critic_hidden=256, actor_hidden=256),
-                "book scale: FB's widths and batch, for a 2-core CPU",
-                scale="book",
+            *baseline_sizes(
+                book=dict(batch_size=256, critic_hidden=256, actor_hidden=256),
+                quick=dict(
+                    batch_size=64,
+                    critic_hidden=32,
+                    critic_layers=1,
+                    actor_hidden=32,
+                    actor_layers=1,
+                ),
             ),
             Preset(
                 dict(lr_temperature=1e-3, lr_alpha=1e-3),
@@ -24,17 +37,6 @@ register(
                 "they travel about 3 in 30k updates, α stays above 0.05 and the penalty keeps the "
                 "policy at maximal entropy, return 0 (results/cql_book_dual_rates/)",
                 scale="book",
-            ),
-            Preset(
-                dict(
-                    batch_size=64,
-                    critic_hidden=32,
-                    critic_layers=1,
-                    actor_hidden=32,
-                    actor_layers=1,
-                ),
-                "quick scale: tiny networks for tests",
-                scale="quick",
             ),
             BOOK_MAZE_HORIZON,
         ),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from zsrl.agents.gciql import GCIQLAgent, GCIQLModel
 from zsrl.config import GCIQLConfig
-from zsrl.methods import BOOK_MAZE_HORIZON, Method, Preset, model_and_agent, register
+from zsrl.methods import (
+    BOOK_MAZE_HORIZON,
+    Method,
+    baseline_sizes,
+    model_and_agent,
+    register,
+)
 
 register(
     Method(
@@ -13,17 +19,11 @@ register(
         config=GCIQLConfig,
         build=model_and_agent(GCIQLModel, GCIQLAgent),
         presets=(
-            Preset(
-                dict(batch_size=256, value_hidden=256, actor_hidden=256),
-                "book scale: FB's widths and batch, for a 2-core CPU",
-                scale="book",
-            ),
-            Preset(
-                dict(
+            *baseline_sizes(
+                book=dict(batch_size=256, value_hidden=256, actor_hidden=256),
+                quick=dict(
                     batch_size=64, value_hidden=32, value_layers=1, actor_hidden=32, actor_layers=1
                 ),
-                "quick scale: tiny networks for tests",
-                scale="quick",
             ),
             BOOK_MAZE_HORIZON,
         ),

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from zsrl.agents.td3 import TD3Agent, TD3Model
 from zsrl.config import TD3Config
-from zsrl.methods import BOOK_MAZE_HORIZON, Method, Preset, model_and_agent, no_context, register
+from zsrl.methods import (
+    BOOK_MAZE_HORIZON,
+    Method,
+    baseline_sizes,
+    model_and_agent,
+    no_context,
+    register,
+)
 
 register(
     Method(
@@ -13,15 +20,9 @@ register(
         config=TD3Config,
         build=model_and_agent(TD3Model, TD3Agent),
         presets=(
-            Preset(
-                dict(batch_size=256, critic_hidden=256, actor_hidden=256),
-                "book scale: FB's widths and batch, for a 2-core CPU",
-                scale="book",
-            ),
-            Preset(
-                dict(batch_size=64, critic_hidden=32, critic_layers=1, actor_hidden=32),
-                "quick scale: tiny networks for tests",
-                scale="quick",
+            *baseline_sizes(
+                book=dict(batch_size=256, critic_hidden=256, actor_hidden=256),
+                quick=dict(batch_size=64, critic_hidden=32, critic_layers=1, actor_hidden=32),
             ),
             BOOK_MAZE_HORIZON,
         ),
