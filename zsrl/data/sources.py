@@ -1,9 +1,9 @@
 """Where a run's data come from: one registry of loaders, each returning a :class:`Dataset`.
 
 ``collect`` (the default) loads a named dataset of our collectors from the cache, collecting it when
-missing. Readers of other formats register here under their own names (ExORL directories, D4RL
-HDF5 files, Minari datasets) and read ``cfg.data.path``; the trainer receives the prepared dataset
-and never asks where it came from.
+missing. Readers of other formats register here under their own names (:mod:`zsrl.data.readers`:
+``exorl`` directories, ``d4rl`` HDF5 files) and read ``cfg.data.path``; the trainer receives the
+prepared dataset and never asks where it came from.
 """
 
 from __future__ import annotations
@@ -60,3 +60,8 @@ def prepare_dataset(
     if len(dataset) < 2:
         raise ValueError(f"the training dataset has {len(dataset)} transitions; need at least 2")
     return dataset
+
+
+# The file readers register their sources (exorl, d4rl) on import; imported last, since they need
+# register_source above.
+from zsrl.data import readers  # noqa: E402, F401

@@ -1,0 +1,22 @@
+"""Readers of other dataset formats, each registered as a data source of :mod:`zsrl.data.sources`.
+
+- ``exorl`` (:mod:`zsrl.data.readers.exorl`): a directory of ExORL episode files, with physics
+  states, so rewards are relabelled for every task;
+- ``d4rl`` (:mod:`zsrl.data.readers.d4rl`): a D4RL HDF5 file, without physics states, so it holds
+  the rewards of the one task it was recorded for.
+
+Both read ``cfg.data.path``. Importing :mod:`zsrl.data.sources` imports this package, so the sources
+are registered whenever the registry exists.
+"""
+
+from zsrl.data.readers.common import data_path
+from zsrl.data.readers.d4rl import D4RL_REFERENCE_RETURNS, d4rl_normalized_score, read_d4rl
+from zsrl.data.readers.exorl import read_exorl
+
+__all__ = [
+    "D4RL_REFERENCE_RETURNS",
+    "d4rl_normalized_score",
+    "data_path",
+    "read_d4rl",
+    "read_exorl",
+]
