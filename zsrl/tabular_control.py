@@ -439,8 +439,7 @@ def draw_policy(
     path from ``start`` in orange and the goal a star, on axes the caller made."""
     import matplotlib.pyplot as plt
 
-    walls = plt.get_cmap("Greys").copy()
-    walls.set_bad("0.35")
+    walls = plt.get_cmap("Greys").with_extremes(bad="0.35")
     ax.imshow(world.image(np.zeros(world.n_states)), cmap=walls, vmin=0, vmax=1)
     for state, (row, col) in enumerate(world.free_cells):
         name = ACTIONS[actions[state]]
