@@ -23,7 +23,7 @@ from zsrl.config import DataConfig
 from zsrl.data import Dataset, collector_names, default_spec, load_or_collect
 from zsrl.data.dataset import rewarded_fraction
 from zsrl.envs import get_domain
-from zsrl.envs.point_mass_maze.maps import plot_coverage, visited_fraction
+from zsrl.envs.point_mass_maze.maps import plot_coverage, room_shares, visited_fraction
 from zsrl.io import atomic_write_json
 
 
@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     fractions = {name: visited_fraction(d, args.bins) for name, d in datasets.items()}
+    rooms = {name: room_shares(d) for name, d in datasets.items()}
     rewarded = {
         name: {task.name: rewarded_fraction(d, task) for task in tasks}
         for name, d in datasets.items()
     }
     for name, fraction in fractions.items():
         print(f"{name:16s} {len(datasets[name]):8d} transitions  {fraction:6.1%} of free cells")
+        print("  states per room: " + ", ".join(f"{r} {v:.1%}" for r, v in rooms[name].items()))
         for task, share in rewarded[name].items():
             print(f"  {task:22s} {share:7.2%} of transitions rewarded (r >= 0.1)")
     if args.out is not None:
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bins": args.bins,
                 "visited_fraction": fractions,
                 "rewarded_fraction": rewarded,
+                "room_share": rooms,
                 "datasets": {
                     name: {
                         "name": d.meta.get("name"),

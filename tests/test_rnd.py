@@ -20,6 +20,7 @@ from zsrl.envs.point_mass_maze.maps import (
     coverage_histogram,
     free_cells,
     plot_coverage,
+    room_shares,
     visited_fraction,
 )
 
@@ -153,6 +154,9 @@ def test_coverage_of_a_hand_made_dataset():
     assert counts.shape == (5, 5) and counts.sum() == 5
     assert counts[0, 0] == 3 and counts[4, 4] == 1 and counts[2, 2] == 1
     assert visited_fraction(hand_made(xy), bins=5) == pytest.approx(2 / 20)  # the wall cell is out
+    # rooms are the quadrants: the three states near (-0.24, -0.24) are bottom-left, (0, 0) top-right
+    shares = room_shares(hand_made(xy))
+    assert shares == {"top_left": 0.0, "top_right": 0.4, "bottom_left": 0.6, "bottom_right": 0.0}
 
 
 def test_rewarded_fraction_counts_next_states_near_the_goal():
@@ -196,6 +200,7 @@ def test_coverage_script_writes_a_figure_and_numbers(tmp_path, quick):
     assert script.main(argv) == 0
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["visited_fraction"][str(path)] == pytest.approx(visited_fraction(quick, 20))
+    assert record["room_share"][str(path)] == pytest.approx(room_shares(quick))
     rewarded = record["rewarded_fraction"][str(path)]
     assert list(rewarded) == list(DOMAIN.tasks)
     for name, share in rewarded.items():

@@ -51,6 +51,21 @@ def visited_fraction(dataset: Dataset, bins: int = 20) -> float:
     return float((coverage_histogram(dataset, bins)[free] > 0).mean())
 
 
+ROOMS = ("top_left", "top_right", "bottom_left", "bottom_right")  # the start room first
+
+
+def room_shares(dataset: Dataset) -> dict[str, float]:
+    """The share of ``dataset``'s states in each of the four rooms (the quadrants of the maze)."""
+    x, y = dataset.physics[:, 0], dataset.physics[:, 1]  # n each
+    masks = {
+        "top_left": (x < 0) & (y >= 0),
+        "top_right": (x >= 0) & (y >= 0),
+        "bottom_left": (x < 0) & (y < 0),
+        "bottom_right": (x >= 0) & (y < 0),
+    }
+    return {room: float(masks[room].mean()) for room in ROOMS}
+
+
 def maze_walls(bins: int = 120) -> np.ndarray:
     """1 where a cell's centre is inside a wall, NaN elsewhere, as an image: (bins, bins) indexed [y, x]."""
     return np.where(free_cells(bins).T, np.nan, 1.0)  # bins x bins
