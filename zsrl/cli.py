@@ -21,14 +21,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     collect = sub.add_parser("collect", help="collect (or regenerate) a named dataset")
-    collect.add_argument("--domain", default="point_mass_maze")
-    collect.add_argument("--dataset", default="uniform-reset", help="collector name")
+    options = {o.name: o for o in RUN_OPTIONS}
+    collect.add_argument(
+        "--domain",
+        default="point_mass_maze",
+        help=f"one of {options['domain'].choices()} (default: point_mass_maze)",
+    )
+    collect.add_argument(
+        "--dataset",
+        default="uniform-reset",
+        help=f"one of {options['dataset'].choices()} (default: uniform-reset)",
+    )
     collect.add_argument("--episodes", type=int, default=None, help="default: the collector's")
-    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--seed", type=int, default=0, help="(default: 0)")
     collect.add_argument(
         "--scale",
         default=None,
-        help="hyperparameter set of collectors that have them (rnd: book, quick)",
+        help="hyperparameter set of collectors that have them (rnd, rnd-short: book, quick); "
+        "default: book",
     )
     collect.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
     collect.add_argument("--regenerate", action="store_true", help="collect even if cached")
