@@ -177,6 +177,7 @@ class Trainer:
         self.step = 0
         self.checkpoint_step: int | None = None  # the step of the latest checkpoint on disk
         self.warnings: list[str] = []  # values past train.warn_above, once per metric
+        self._warned: set[str] = set()  # the metrics warned about
         self.elapsed = 0.0
         self.evaluations: list[dict[str, Any]] = []
         self.pending: list[dict[str, torch.Tensor]] = []
@@ -344,11 +345,8 @@ class Trainer:
             )
         bound = self.cfg.train.warn_above
         for key, value in values.items():
-            if (
-                bound is not None
-                and abs(value) > bound
-                and not any(key in w for w in self.warnings)
-            ):
+            if bound is not None and abs(value) > bound and key not in self._warned:
+                self._warned.add(key)
                 message = (
                     f"{key} reached {value:.3g} at step {self.step}, past train.warn_above "
                     f"({bound:g}): the values are exploding"
