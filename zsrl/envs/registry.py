@@ -64,6 +64,9 @@ class Domain:
     # (axes, paths: episodes x steps x P physics states, task name) -> episodes drawn on the domain's
     # map; None for a domain without one
     draw_paths: Callable[[Any, np.ndarray, str], None] | None = None
+    # the MuJoCo model where it is not the file ``xml_path`` alone (dm_control's quadruped: the
+    # suite's file edited by its ``make_model``); None: compiled from ``xml_path``
+    build_model: Callable[[], mujoco.MjModel] | None = None
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
@@ -73,6 +76,8 @@ class Domain:
         return self.tasks[name]
 
     def model(self) -> mujoco.MjModel:
+        if self.build_model is not None:
+            return self.build_model()
         return mujoco.MjModel.from_xml_path(str(self.xml_path))
 
     def sampler(self, name: str) -> StateSampler:
