@@ -2,8 +2,8 @@
 
 ``collect`` (the default) loads a named dataset of our collectors from the cache, collecting it when
 missing. Readers of other formats register here under their own names (:mod:`zsrl.data.readers`:
-``exorl`` directories, ``d4rl`` HDF5 files) and read ``cfg.data.path``; the trainer receives the
-prepared dataset and never asks where it came from.
+``exorl`` directories, ``d4rl`` HDF5 files, ``minari`` datasets) and read ``cfg.data.path``; the
+trainer receives the prepared dataset and never asks where it came from.
 """
 
 from __future__ import annotations
@@ -62,6 +62,6 @@ def prepare_dataset(
     return dataset
 
 
-# The file readers register their sources (exorl, d4rl) on import; imported last, since they need
-# register_source above.
+# The file readers register their sources (exorl, d4rl, minari) on import; imported last, since
+# they need register_source above.
 from zsrl.data import readers  # noqa: E402, F401

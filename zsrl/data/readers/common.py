@@ -1,11 +1,18 @@
-"""What the file readers share: the path a run's configuration names, checked once."""
+"""What the file readers share: the path a run's configuration names, checked once, and the check
+that a domain observes stored physics states as the stored observations."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from zsrl.config import RunConfig
 from zsrl.data.dataset import DatasetError
+from zsrl.envs import Domain
+
+OBSERVE_TOLERANCE = 1e-5  # largest |observe(physics) - observation| that counts as reproduced
+OBSERVE_CHECK_ROWS = 2_000  # states checked through observe (spread over the whole dataset)
 
 
 def data_path(cfg: RunConfig, what: str) -> Path:
@@ -20,3 +27,13 @@ def data_path(cfg: RunConfig, what: str) -> Path:
     if not path.exists():
         raise DatasetError(f"data source {source!r}: data.path {str(path)!r} does not exist")
     return path
+
+
+def observe_check(domain: Domain, physics: np.ndarray, observation: np.ndarray) -> dict:
+    """Whether ``domain.observe`` maps the physics states (n x P) to the stored observations
+    (n x O), checked on up to ``OBSERVE_CHECK_ROWS`` rows spread evenly over the data."""
+    rows = np.unique(np.linspace(0, len(physics) - 1, min(len(physics), OBSERVE_CHECK_ROWS)))
+    rows = rows.astype(np.int64)  # m
+    observed = np.asarray(domain.observe(physics[rows]), dtype=np.float64)  # m x O
+    error = float(np.max(np.abs(observed - observation[rows]))) if len(rows) else 0.0
+    return {"matches": error <= OBSERVE_TOLERANCE, "max_abs_error": error, "rows": len(rows)}

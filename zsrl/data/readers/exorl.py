@@ -28,14 +28,12 @@ import numpy as np
 
 from zsrl.config import RunConfig
 from zsrl.data.dataset import Dataset, DatasetError
-from zsrl.data.readers.common import data_path
+from zsrl.data.readers.common import data_path, observe_check
 from zsrl.data.sources import register_source
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import BatchSim
 
 KEYS = ("observation", "action", "physics")  # the arrays read from every episode file
-OBSERVE_TOLERANCE = 1e-5  # largest |observe(physics) - observation| that counts as reproduced
-OBSERVE_CHECK_ROWS = 2_000  # states checked through observe (spread over the whole dataset)
 
 
 def episode_files(path: Path) -> list[Path]:
@@ -137,16 +135,6 @@ def read_exorl(path: Path, domain: str, name: str | None = None) -> Dataset:
             "observe_check": check,
         },
     )
-
-
-def observe_check(domain: Domain, physics: np.ndarray, observation: np.ndarray) -> dict:
-    """Whether ``domain.observe`` maps the physics states (n x P) to the stored observations
-    (n x O), checked on up to ``OBSERVE_CHECK_ROWS`` rows spread evenly over the data."""
-    rows = np.unique(np.linspace(0, len(physics) - 1, min(len(physics), OBSERVE_CHECK_ROWS)))
-    rows = rows.astype(np.int64)  # m
-    observed = np.asarray(domain.observe(physics[rows]), dtype=np.float64)  # m x O
-    error = float(np.max(np.abs(observed - observation[rows]))) if len(rows) else 0.0
-    return {"matches": error <= OBSERVE_TOLERANCE, "max_abs_error": error, "rows": len(rows)}
 
 
 def _exorl_source(cfg: RunConfig, root: Path | None, progress: bool) -> Dataset:
