@@ -213,7 +213,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
             if r.final_distance is None
             else f"  final distance {sum(r.final_distance) / len(r.final_distance):.3f}"
         )
-        print(f"  {name:24s} IQM return {r.score:7.1f}{dist}")
+        d4rl = "" if r.normalized_score is None else f"  D4RL score {r.normalized_score:5.1f}"
+        print(f"  {name:24s} IQM return {r.score:7.1f}{dist}{d4rl}")
     if run.probe is None:
         return
     probe = {k: float(v) for k, v in run.probe(run.model).items()}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from zsrl.data import Dataset
+from zsrl.data.readers import d4rl_normalized_score
 from zsrl.envs import BatchSim, Domain
 from zsrl.infer import GOAL_INFERENCE, infer_task_vectors
 from zsrl.model import Context, PolicyModel
@@ -29,9 +30,14 @@ class TaskResult:
     final_distance: list[float] | None
     # physics states along each episode (episodes x steps+1 x P), only when asked for: not in records
     paths: np.ndarray | None = None
+    # D4RL's normalised score of ``score``, for a domain with a D4RL name (reference: ref-d4rl)
+    normalized_score: float | None = None
 
     def to_dict(self) -> dict:
-        return {"score": self.score, "returns": self.returns, "final_distance": self.final_distance}
+        out = {"score": self.score, "returns": self.returns, "final_distance": self.final_distance}
+        if self.normalized_score is not None:
+            out["normalized_score"] = self.normalized_score
+        return out
 
 
 def repeat_rows(context: Context, n: int) -> Context:
@@ -60,7 +66,9 @@ def evaluate(
     The model is told about each task by its ``task_contexts`` (z for FB, see :mod:`zsrl.infer`).
 
     With ``keep_paths`` each result also holds the physics state at every step of every episode, for
-    drawing rollouts.
+    drawing rollouts. On a domain with terminal states an episode's return stops at its first one
+    (that step's reward included); once every episode has ended, the rollouts stop early unless the
+    paths are kept. On a domain with a D4RL name each result also holds D4RL's normalised score.
     """
     tasks = [domain.task(name) for name in (task_names or list(domain.tasks))]
     device = model.obs_mean.device
@@ -74,17 +82,25 @@ def evaluate(
     sim.set_states(np.tile(starts, (n_tasks, 1)))  # n x P
     states = sim.states()
     returns = np.zeros((n_tasks, episodes))
+    # episodes not yet ended by a terminal state; None for a domain without them
+    running = np.ones((n_tasks, episodes), dtype=bool) if domain.terminated else None
     paths = [states] if keep_paths else []
     for _ in range(domain.episode_steps):
         obs = torch.as_tensor(domain.observe(states), device=device)  # n x O
         action = model.act(obs, rows).cpu().numpy().astype(np.float64)  # n x A
+        before = states.reshape(n_tasks, episodes, -1)  # tasks x episodes x P
         states = sim.step(action)  # n x P
         if keep_paths:
             paths.append(states)
         per_task = states.reshape(n_tasks, episodes, -1)  # tasks x episodes x P
         act_task = action.reshape(n_tasks, episodes, -1)  # tasks x episodes x A
         for k, task in enumerate(tasks):
-            returns[k] += task.reward(per_task[k], act_task[k])
+            reward = task.transition_reward(before[k], act_task[k], per_task[k])  # episodes
+            returns[k] += reward if running is None else np.where(running[k], reward, 0.0)
+        if running is not None:
+            running &= ~domain.terminated(per_task)  # the terminal step's reward counts
+            if not running.any() and not keep_paths:
+                break
     final = states.reshape(n_tasks, episodes, -1)
     if keep_paths:
         # steps+1 x n x P -> tasks x episodes x steps+1 x P
@@ -95,6 +111,9 @@ def evaluate(
             score=iqm(returns[k]),
             final_distance=task.distance(final[k]).tolist() if task.distance else None,
             paths=stacked[k] if keep_paths else None,
+            normalized_score=d4rl_normalized_score(domain.d4rl_name, iqm(returns[k]))
+            if domain.d4rl_name
+            else None,
         )
         for k, task in enumerate(tasks)
     }

@@ -18,6 +18,11 @@ exploring with a random network distillation reward (:mod:`zsrl.data.rnd`), like
   with it before (those records name it ``rnd``, see the changelog).
 
 Both take their hyperparameters from named scales (``book``, the default, and ``quick`` for tests).
+
+On a domain with terminal states (Gymnasium's Walker2d) the open-loop collectors simulate whole
+episodes, then end each at its first terminal state: the dataset marks that transition ``terminal``
+and the last transition of every other episode ``truncation``. The RND explorer does not stop at
+them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from tqdm import tqdm
 
 from zsrl.data import rnd
 from zsrl.data.dataset import Dataset, DatasetError
+from zsrl.data.episodes import steps_until_terminal
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
 from zsrl.io import checksum_path, stored_checksum
@@ -119,6 +125,9 @@ def _collect_open_loop(
         physics[lo:hi, 1:] = states[:, k - 1 :: k][..., physics_index]  # after each control step
         bar.update((hi - lo) * T)
     bar.close()
+    meta = {"spec": asdict(spec), "name": spec.name}
+    if domain.terminated is not None:
+        return _cut_at_terminals(domain, physics, actions, meta)
     flat_physics = physics[:, :-1].reshape(E * T, P)
     flat_next = physics[:, 1:].reshape(E * T, P)
     return Dataset(
@@ -128,7 +137,34 @@ def _collect_open_loop(
         physics=flat_physics,
         next_physics=flat_next,
         episode=np.repeat(np.arange(E, dtype=np.int32), T),
-        meta={"spec": asdict(spec), "name": spec.name},
+        meta=meta,
+    )
+
+
+def _cut_at_terminals(
+    domain: Domain, physics: np.ndarray, actions: np.ndarray, meta: dict
+) -> Dataset:
+    """The dataset of whole simulated episodes (physics E x T+1 x P, actions E x T x A) on a domain
+    with terminal states, each episode ending at its first: ``terminal`` marks that step, and
+    ``truncation`` the last step of an episode the time limit ended instead."""
+    done = domain.terminated(physics[:, 1:])  # E x T
+    keep = steps_until_terminal(done)  # E x T
+    E, T = keep.shape
+    flat_physics = physics[:, :-1][keep]  # n x P
+    flat_next = physics[:, 1:][keep]  # n x P
+    terminal = done[keep]  # n
+    episode = np.repeat(np.arange(E, dtype=np.int32), T).reshape(E, T)[keep]  # n
+    last = np.r_[episode[1:] != episode[:-1], True]  # n: the episode's last kept step
+    return Dataset(
+        observation=domain.observe(flat_physics),
+        action=actions[keep].astype(np.float32),
+        next_observation=domain.observe(flat_next),
+        physics=flat_physics,
+        next_physics=flat_next,
+        episode=episode,
+        terminal=terminal,
+        truncation=last & ~terminal,
+        meta=meta,
     )
 
 

@@ -109,10 +109,12 @@ class Dataset:
         return self.select(keep, action_filter=name)
 
     def rewards(self, task: Task) -> np.ndarray:
-        """r(s_{t+1}, a_t) for ``task``: (n,). Computed from the next physics states where the data
-        hold them; otherwise the stored rewards, if they are this task's; otherwise an error."""
+        """r(s_{t+1}, a_t) for ``task`` (or r(s_t, a_t, s_{t+1}) for a reward that reads the state
+        before the step): (n,). Computed from the physics states where the data hold them; otherwise
+        the stored rewards, if they are this task's; otherwise an error."""
         if self.next_physics is not None:
-            return task.reward(self.next_physics, self.action).astype(np.float32)
+            reward = task.transition_reward(self.physics, self.action, self.next_physics)  # n
+            return reward.astype(np.float32)
         if self.reward is not None and self.meta.get("reward_task") == task.name:
             return self.reward.astype(np.float32)
         stored = self.meta.get("reward_task")

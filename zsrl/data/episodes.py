@@ -24,6 +24,15 @@ def steps_within_episodes(episode: np.ndarray) -> np.ndarray:
     return np.arange(episode.size, dtype=np.int64) - starts[run]  # n
 
 
+def steps_until_terminal(done: np.ndarray) -> np.ndarray:
+    """Which steps (E, T) of episodes remain when each ends at its first terminal step: every step
+    up to and including it, all of an episode without one. ``done`` (E, T): the step's next state is
+    terminal."""
+    done = np.asarray(done, dtype=bool)
+    before = np.cumsum(done, axis=1) - done  # E x T: terminal steps before this one
+    return before == 0
+
+
 def episode_bounds(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First and last dataset index of every transition's episode (each array has the ids' length).
 

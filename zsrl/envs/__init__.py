@@ -4,7 +4,12 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_control is imported
 
-from zsrl.envs import point_mass_maze, quadruped, walker  # noqa: E402, F401  (register their domains)
+from zsrl.envs import (  # noqa: E402, F401  (register their domains)
+    gym_mujoco,
+    point_mass_maze,
+    quadruped,
+    walker,
+)
 from zsrl.envs.registry import (
     BatchSim,
     Domain,

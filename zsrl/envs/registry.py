@@ -11,7 +11,12 @@ act``, the layout of ``mjSTATE_PHYSICS``), so that a stored physics state is all
   for by name;
 - each task's ``reward``: a function of (next physics state, action), vectorised over any leading
   batch shape, so one dataset is relabelled for every task and rollouts are scored in a batch (it too
-  may call ``mj_forward`` or the domain's dm_control task code).
+  may call ``mj_forward`` or the domain's dm_control task code). A reward that also reads the state
+  before the step (Gymnasium's forward progress) says so with ``reward_needs_state`` and takes it as
+  the keyword ``state``; callers score transitions through ``Task.transition_reward``;
+- ``terminated`` (optional): which physics states end an episode (Gymnasium's Walker2d falling).
+  Rollouts stop accruing return after such a state and collected episodes end there; a domain
+  without it ends episodes at its time limit only.
 
 Anything only one domain has (the maze's drawing, coverage maps, its free-space sampler) lives in that
 domain's own package. New domains register themselves here; the trainer never changes.
@@ -43,6 +48,17 @@ class Task:
     goal_observation: np.ndarray | None = None
     distance: Callable[[np.ndarray], np.ndarray] | None = None  # state -> distance to the goal
     success_distance: float | None = None  # a goal counts as reached within this distance
+    # the reward also reads the physics state before the step, as the keyword ``state``
+    reward_needs_state: bool = False
+
+    def transition_reward(
+        self, state: np.ndarray, action: np.ndarray, next_state: np.ndarray
+    ) -> np.ndarray:
+        """The reward of transitions (state, action, next_state), each (..., P), (..., A), (..., P):
+        ``reward(next_state, action)``, with ``state=state`` for a reward that reads it."""
+        if self.reward_needs_state:
+            return self.reward(next_state, action, state=state)
+        return self.reward(next_state, action)
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,10 @@ class Domain:
     # the MuJoCo model where it is not the file ``xml_path`` alone (dm_control's quadruped: the
     # suite's file edited by its ``make_model``); None: compiled from ``xml_path``
     build_model: Callable[[], mujoco.MjModel] | None = None
+    # physics states (..., P) -> bool (...): the state ends its episode (no step follows it); None:
+    # episodes end at the time limit only
+    terminated: Callable[[np.ndarray], np.ndarray] | None = None
+    d4rl_name: str | None = None  # D4RL's name of the environment, for its normalised scores
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:

@@ -13,13 +13,19 @@ are registered whenever the registry exists.
 """
 
 from zsrl.data.readers.common import data_path
-from zsrl.data.readers.d4rl import D4RL_REFERENCE_RETURNS, d4rl_normalized_score, read_d4rl
+from zsrl.data.readers.d4rl import (
+    D4RL_REFERENCE_RETURNS,
+    d4rl_domain,
+    d4rl_normalized_score,
+    read_d4rl,
+)
 from zsrl.data.readers.exorl import read_exorl
 from zsrl.data.readers.minari import MINARI_DOMAINS, read_minari, write_minari
 
 __all__ = [
     "D4RL_REFERENCE_RETURNS",
     "MINARI_DOMAINS",
+    "d4rl_domain",
     "d4rl_normalized_score",
     "data_path",
     "read_d4rl",

@@ -18,10 +18,15 @@ end of the file) cut without a terminal. Episode ids start at 0 and increase aft
 timeout. There are no physics states, so the dataset stores the rewards with the task they are for
 (``meta["reward_task"]``): single-task methods train on them, and relabelling them for another task
 is an error (:meth:`Dataset.rewards`).
+
+D4RL's walker2d and halfcheetah data are those of the domains ``walker2d`` and ``halfcheetah``
+(:mod:`zsrl.envs.gym_mujoco`, whose ``d4rl_name`` says so), with the same 17 observations and the
+rewards of their one task, ``forward``; :func:`d4rl_domain` finds the domain from a dataset's name.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,7 @@ from zsrl.config import RunConfig
 from zsrl.data.dataset import Dataset, DatasetError
 from zsrl.data.readers.common import data_path
 from zsrl.data.sources import register_source
-from zsrl.envs import get_domain
+from zsrl.envs import domain_names, get_domain
 from zsrl.io import sha256_file
 
 REQUIRED = ("observations", "actions", "rewards", "terminals", "timeouts")
@@ -43,11 +48,27 @@ D4RL_REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
 }
 
 
+def d4rl_environment(name: str) -> str:
+    """The environment part of a D4RL name: "walker2d" of "walker2d-medium-v2" or of its file's
+    stem "walker2d_medium-v2"."""
+    return name if name in D4RL_REFERENCE_RETURNS else re.split(r"[-_]", name)[0].lower()
+
+
+def d4rl_domain(name: str) -> str | None:
+    """The zsrl domain of D4RL data named ``name`` (a dataset name or a file's stem, see
+    :func:`d4rl_environment`): the registered domain of that D4RL environment, or None."""
+    environment = d4rl_environment(name)
+    for domain in domain_names():
+        if get_domain(domain).d4rl_name == environment:
+            return domain
+    return None
+
+
 def d4rl_normalized_score(name: str, returns: float | np.ndarray) -> float | np.ndarray:
     """D4RL's normalised score ``100 * (R - min) / (max - min)`` of episode returns ``R`` (a number
     or an array) on environment ``name`` ("walker2d", or a dataset name like "walker2d-medium-v2"):
     0 is a random policy's return, 100 an expert's."""
-    key = name if name in D4RL_REFERENCE_RETURNS else name.split("-")[0].lower()
+    key = d4rl_environment(name)
     if key not in D4RL_REFERENCE_RETURNS:
         raise ValueError(
             f"no D4RL reference returns for {name!r}; known: {sorted(D4RL_REFERENCE_RETURNS)}"
@@ -152,14 +173,22 @@ def read_d4rl(
 
 def _d4rl_source(cfg: RunConfig, root: Path | None, progress: bool) -> Dataset:
     """The ``d4rl`` data source: the D4RL file ``cfg.data.path``, its rewards those of the run's
-    task (``cfg.eval.tasks[0]``)."""
-    if not cfg.eval.tasks:
+    task (``cfg.eval.tasks[0]``, or the domain's only task). A file named after a D4RL environment
+    ("walker2d_medium-v2.hdf5") must be the run domain's."""
+    tasks = cfg.eval.tasks or list(get_domain(cfg.domain).tasks)
+    if len(tasks) != 1 and not cfg.eval.tasks:
         raise DatasetError(
             "a D4RL file holds the rewards of one task and no physics states to relabel them: "
             "name the task they are for (--tasks NAME or eval.tasks=['NAME'])"
         )
     path = data_path(cfg, "a D4RL HDF5 file")
-    return read_d4rl(path, cfg.eval.tasks[0], cfg.domain)
+    named = d4rl_domain(path.stem)
+    if named is not None and named != cfg.domain:
+        raise DatasetError(
+            f"D4RL file {path} holds data of domain {named!r} (by its name), "
+            f"but the run's domain is {cfg.domain!r}"
+        )
+    return read_d4rl(path, tasks[0], cfg.domain)
 
 
 register_source("d4rl", _d4rl_source)
