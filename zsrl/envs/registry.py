@@ -50,7 +50,7 @@ class Domain:
     """An environment family: its model, sizes, start distribution and tasks."""
 
     name: str
-    xml_path: Path
+    xml_path: Path | None  # None for a model built in code (``make_model``)
     obs_dim: int
     action_dim: int
     episode_steps: int
@@ -64,6 +64,8 @@ class Domain:
     # (axes, paths: episodes x steps x P physics states, task name) -> episodes drawn on the domain's
     # map; None for a domain without one
     draw_paths: Callable[[Any, np.ndarray, str], None] | None = None
+    # a fresh model where it is built in code (dm_control's composer) rather than read from xml_path
+    make_model: Callable[[], mujoco.MjModel] | None = None
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
@@ -73,6 +75,8 @@ class Domain:
         return self.tasks[name]
 
     def model(self) -> mujoco.MjModel:
+        if self.make_model is not None:
+            return self.make_model()
         return mujoco.MjModel.from_xml_path(str(self.xml_path))
 
     def sampler(self, name: str) -> StateSampler:
