@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_control is imported
 
-from zsrl.envs import point_mass_maze, walker  # noqa: E402, F401  (register their domains)
+from zsrl.envs import jaco, point_mass_maze, walker  # noqa: E402, F401  (register their domains)
 from zsrl.envs.registry import (
     BatchSim,
     Domain,
