@@ -6,6 +6,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_c
 
 from zsrl.envs import (  # noqa: E402, F401  (register their domains)
     gym_mujoco,
+    jaco,
     point_mass_maze,
     quadruped,
     walker,

@@ -66,7 +66,7 @@ class Domain:
     """An environment family: its model, sizes, start distribution and tasks."""
 
     name: str
-    xml_path: Path
+    xml_path: Path | None  # None for a model built in code (``build_model``)
     obs_dim: int
     action_dim: int
     episode_steps: int
@@ -80,8 +80,9 @@ class Domain:
     # (axes, paths: episodes x steps x P physics states, task name) -> episodes drawn on the domain's
     # map; None for a domain without one
     draw_paths: Callable[[Any, np.ndarray, str], None] | None = None
-    # the MuJoCo model where it is not the file ``xml_path`` alone (dm_control's quadruped: the
-    # suite's file edited by its ``make_model``); None: compiled from ``xml_path``
+    # the MuJoCo model where it is not the file ``xml_path`` alone: dm_control's quadruped (the
+    # suite's file edited by its ``make_model``), jaco (built in code by composer, no file); None:
+    # compiled from ``xml_path``
     build_model: Callable[[], mujoco.MjModel] | None = None
     # physics states (..., P) -> bool (...): the state ends its episode (no step follows it); None:
     # episodes end at the time limit only
