@@ -137,6 +137,29 @@ def test_the_default_video_lives_in_the_run_and_the_run_still_resumes(trained, c
     assert iio.immeta(path, plugin="FFMPEG")["fps"] == pytest.approx(50 / 50)  # real time
     assert main(train_argv) == 0  # the videos are the run's, not files zsrl did not write
     assert path.exists()
+    assert main([*train_argv, "--no-resume"]) == 0  # a restarted run's videos would be stale
+    assert not path.exists()
+
+
+def test_a_videos_folder_where_no_run_is_stays_the_users(trained, tmp_path, capsys):
+    _, _, train_argv = trained
+    out = tmp_path / "mine"
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / "holiday.mp4").write_bytes(b"not zsrl's")
+    argv = list(train_argv)
+    argv[argv.index("--out") + 1] = str(out)
+    assert main([*argv, "--no-resume"]) == 2
+    assert "files zsrl did not write ['videos']" in capsys.readouterr().err
+    assert (out / "videos" / "holiday.mp4").read_bytes() == b"not zsrl's"
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["video", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--task", "--out", "--episodes", "--weights", "--every", "--camera", "--fps"):
+        assert flag in text
 
 
 @pytest.mark.parametrize(
