@@ -53,6 +53,16 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
         if "image/png" in o.get("data", {})
     ]
     assert len(images) == 3  # learning curves, per-task returns, rollouts
+    html = [
+        "".join(o["data"]["text/html"])
+        for c in executed["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if "text/html" in o.get("data", {})
+    ]
+    videos = sorted(p.name for p in (run_dir / "videos").iterdir())
+    assert videos == sorted(f"{task}_best.mp4" for task in record["tasks"])
+    assert sum(h.count('<video src="data:video/mp4;base64,') for h in html) == len(videos)
 
 
 @pytest.mark.parametrize(

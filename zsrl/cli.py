@@ -1,4 +1,4 @@
-"""Command line: ``python -m zsrl collect|train|config|eval|sweep|summarize``.
+"""Command line: ``python -m zsrl collect|train|config|eval|video|sweep|summarize``.
 
 Every choice (method, domain, task, dataset, scale, filter) is checked against its registry, and a bad
 value is an error that names it and lists the valid ones.
@@ -81,6 +81,45 @@ def _parser() -> argparse.ArgumentParser:
         choices=["last", "best"],
         help="the latest checkpoint or the weights of the best evaluation",
     )
+
+    video = sub.add_parser(
+        "video",
+        help="render a run's rollouts of one task to a video (MP4 or GIF)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    video.add_argument("run", type=Path, help="run directory (holds checkpoint.pt)")
+    video.add_argument("--task", required=True, help="the task whose rollouts to render")
+    video.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="video file, .mp4 or .gif (default: RUN/videos/TASK_WEIGHTS.mp4)",
+    )
+    video.add_argument(
+        "--episodes", type=int, default=1, help="evaluation episodes, one after the other"
+    )
+    video.add_argument(
+        "--weights",
+        default="last",
+        choices=["last", "best"],
+        help="the latest checkpoint or the weights of the best evaluation",
+    )
+    video.add_argument(
+        "--seed", type=int, default=None, help="evaluation seed (default: the run's)"
+    )
+    video.add_argument("--width", type=int, default=320, help="frame width in pixels")
+    video.add_argument("--height", type=int, default=240, help="frame height in pixels")
+    video.add_argument(
+        "--camera", default=None, help="a camera of the domain's model (default: its first)"
+    )
+    video.add_argument(
+        "--fps", type=float, default=None, help="frames per second (default: real time)"
+    )
+    video.add_argument("--every", type=int, default=1, help="render one state in this many")
+    video.add_argument(
+        "--no-shadows", action="store_true", help="draw no shadows (much faster without a GPU)"
+    )
+    video.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
 
     sw = sub.add_parser(
         "sweep",
@@ -222,6 +261,43 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print("    " + "  ".join(f"{k} {v:.4g}" for k, v in probe.items()))
 
 
+def cmd_video(args: argparse.Namespace) -> None:
+    from zsrl.train import VIDEOS, load_run
+    from zsrl.video import FORMATS, record_video
+
+    for name in ("--episodes", "--width", "--height", "--every"):
+        _at_least(name, getattr(args, name[2:]))
+    _at_least("--seed", args.seed, 0)
+    if args.fps is not None and not args.fps > 0:
+        raise ValueError(f"--fps must be positive, got {args.fps}")
+    if args.out is not None and args.out.suffix.lower() not in FORMATS:
+        raise ValueError(f"--out {args.out} is not a video file; valid suffixes: {list(FORMATS)}")
+    if not args.run.is_dir():
+        raise FileNotFoundError(f"no run directory {args.run}")
+    run, step = load_run(args.run, args.weights, data_root=args.data_dir)
+    out = args.out or args.run / VIDEOS / f"{args.task}_{args.weights}.mp4"
+    camera = int(args.camera) if args.camera and args.camera.lstrip("-").isdigit() else args.camera
+    result = record_video(
+        run,
+        args.task,
+        out,
+        episodes=args.episodes,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        camera=camera,
+        fps=args.fps,
+        every=args.every,
+        shadows=not args.no_shadows,
+    )
+    returns = " ".join(f"{r:.1f}" for r in result.returns)
+    distances = (
+        "" if result.final_distance is None else " ".join(f"{d:.3f}" for d in result.final_distance)
+    )
+    print(f"{out}: {args.task}, {args.weights} weights (step {step})")
+    print(f"  returns {returns}" + (f", final distances {distances}" if distances else ""))
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from zsrl.sweep import grid_status, load_grid, sweep
 
@@ -290,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": cmd_config,
             "train": cmd_train,
             "eval": cmd_eval,
+            "video": cmd_video,
             "summarize": cmd_summarize,
             "sweep": cmd_sweep,
         }

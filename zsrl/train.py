@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ METRICS = "metrics.csv"
 RECORD = "record.json"
 OWNER = "run.json"  # the configuration of the run this folder belongs to, written when it starts
 RUN_FILES = (CHECKPOINT, BEST_MODEL, METRICS, RECORD, OWNER)
+VIDEOS = "videos"  # a run's rendered rollouts (python -m zsrl video), removed when it restarts
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
@@ -276,10 +278,10 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         for stale in temporary_files(out):
             stale.unlink(missing_ok=True)
-        foreign = sorted(
-            p.name for p in out.iterdir() if p.name not in RUN_FILES and p.name not in _SIDECARS
-        )
         owner = self._owner()
+        # a run's videos are zsrl's; a folder of that name where no run is may be anyone's
+        ours = (*RUN_FILES, *_SIDECARS, *((VIDEOS,) if owner is not None else ()))
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
         mine = _comparable(self.cfg.to_dict())
         same = owner is None or (bool(owner) and _comparable(owner) == mine)
         if (foreign or not same) and not self.overwrite:
@@ -296,6 +298,8 @@ class Trainer:
         if not resume or not same:
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
+            if owner is not None:
+                shutil.rmtree(out / VIDEOS, ignore_errors=True)
         atomic_write_json(out / OWNER, {"method": self.cfg.method, "config": self.cfg.to_dict()})
 
     # ---------------------------------------------------------------------------- metrics
