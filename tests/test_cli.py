@@ -150,3 +150,28 @@ def test_book_maze_preset_is_the_configuration_that_learns_the_maze():
     paper = preset("fb", "point_mass_maze", "paper").agent
     # the paper's values (reference: ref-fb-optimisation)
     assert (paper.discount, paper.target_tau, paper.lr_actor) == (0.99, 0.01, 1e-4)
+
+
+@pytest.mark.parametrize("domain", ["walker", "quadruped", "jaco", "walker2d", "halfcheetah"])
+def test_domains_without_free_space_default_to_random_data(domain, capsys):
+    """`uniform-reset` needs the maze's free-space sampler; every other domain's runs default to
+    `random`, and the printed config says why."""
+    assert preset("fb", "point_mass_maze", "quick").data.name == "uniform-reset"
+    cfg = preset("fb", domain, "paper")
+    assert cfg.data.name == "random"
+    # the paper's values outside the maze (reference: ref-fb-optimisation)
+    assert cfg.agent.z_dim == 50 and cfg.agent.discount == 0.98
+    code, out, _ = run_main(["config", "--domain", domain, "--scale", "quick"], capsys)
+    assert code == 0 and "data.name = 'random'" in out and f"the {domain} domain's default" in out
+
+
+def test_runs_from_files_are_named_after_the_file():
+    from pathlib import Path
+
+    from zsrl.cli import default_out
+
+    cfg = apply_overrides(
+        preset("fb", "walker2d", "quick"),
+        ["data.source='d4rl'", "data.path='/data/walker2d_medium-v2.hdf5'"],
+    )
+    assert default_out(cfg) == Path("runs/fb_walker2d_d4rl-walker2d_medium-v2.hdf5_quick_seed42")

@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     collect.add_argument(
         "--dataset",
-        default="uniform-reset",
-        help=f"one of {options['dataset'].choices()} (default: uniform-reset)",
+        default=None,
+        help=f"one of {options['dataset'].choices()} (default: the domain's: uniform-reset on the "
+        "maze, random elsewhere)",
     )
     collect.add_argument("--episodes", type=int, default=None, help="default: the collector's")
     collect.add_argument("--seed", type=int, default=0, help="(default: 0)")
@@ -176,8 +177,11 @@ def default_out(cfg: RunConfig) -> Path:
     extra = f"_n{cfg.data.n_transitions}" if cfg.data.n_transitions else ""
     extra += f"_{cfg.data.action_filter}" if cfg.data.action_filter else ""
     extra += f"_{cfg.single_task}" if cfg.single_task else ""
+    data = cfg.data.name
+    if cfg.data.source != "collect":  # a file source: named after the file or directory it reads
+        data = f"{cfg.data.source}-{Path(cfg.data.path or '').name or 'data'}"
     return Path("runs") / (
-        f"{cfg.method}_{cfg.domain}_{cfg.data.name}{extra}_{cfg.scale}_seed{cfg.train.seed}"
+        f"{cfg.method}_{cfg.domain}_{data}{extra}_{cfg.scale}_seed{cfg.train.seed}"
     )
 
 
@@ -191,7 +195,10 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
     _at_least("--episodes", args.episodes)
     _at_least("--seed", args.seed, 0)
-    spec = default_spec(args.domain, args.dataset, args.episodes, args.seed, args.scale)
+    from zsrl.envs import get_domain
+
+    name = args.dataset or get_domain(args.domain).default_dataset
+    spec = default_spec(args.domain, name, args.episodes, args.seed, args.scale)
     dataset = load_or_collect(spec, root=args.data_dir, regenerate=args.regenerate)
     print(f"{spec.name}: {len(dataset)} transitions in {dataset.meta['path']}")
     print(f"sha256 {dataset.meta['sha256']}")

@@ -446,11 +446,12 @@ def preset_with_sources(
     presets that apply to (domain, scale) laid over it in their declared order; training and
     evaluation follow the scale.
     """
-    from zsrl.envs import domain_names
+    from zsrl.envs import domain_names, get_domain
     from zsrl.methods import get_method
 
     spec = get_method(method)
     _check_choice("domain", domain, domain_names())
+    data = DataConfig(name=get_domain(domain).default_dataset)
     _check_choice("scale", scale, SCALES)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -462,11 +463,14 @@ def preset_with_sources(
     train, evaluation = _SCALE_TRAIN[scale], _SCALE_EVAL[scale]
     sources |= {f"train.{key}": f"{scale} scale" for key in train}
     sources |= {f"eval.{key}": f"{scale} scale" for key in evaluation}
+    if data.name != DataConfig().name:
+        sources["data.name"] = f"the {domain} domain's default dataset"
     config = RunConfig(
         method=method,
         domain=domain,
         scale=scale,
         agent=agent,
+        data=data,
         train=TrainConfig(**train),
         eval=EvalConfig(**evaluation),
     )
@@ -619,7 +623,12 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         lambda: ["auto", *SCALES],
     ),
     RunOption(
-        "dataset", "data.name", str, None, "the collector (default: uniform-reset)", _datasets
+        "dataset",
+        "data.name",
+        str,
+        None,
+        "the collector (default: the domain's: uniform-reset on the maze, random elsewhere)",
+        _datasets,
     ),
     RunOption("n_transitions", "data.n_transitions", int, None, "subsample to n", minimum=1),
     RunOption("action_filter", "data.action_filter", str, None, "drop actions", _filters),

@@ -88,6 +88,7 @@ class Domain:
     # episodes end at the time limit only
     terminated: Callable[[np.ndarray], np.ndarray] | None = None
     d4rl_name: str | None = None  # D4RL's name of the environment, for its normalised scores
+    default_dataset: str = "random"  # the collector a run uses when it names none
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:

@@ -163,6 +163,7 @@ DOMAIN = register_domain(
         tasks={name: _make_task(name) for name in GOALS},
         sample_start=sample_start,
         samplers={"free": sample_free_states},
+        default_dataset="uniform-reset",
         observe=lambda states: states.astype(np.float32),
         load=load,
         draw_paths=draw_paths,
