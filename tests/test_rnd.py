@@ -303,3 +303,39 @@ def test_the_cache_removes_the_checkpoint_once_the_dataset_is_saved(tmp_path):
         f"{spec.name}.npz",
         f"{spec.name}.npz.sha256",
     ]
+
+
+# The files two small quick-scale explorations (two waves of 4 episodes, learning after 1000 random
+# steps, a checkpoint between the waves) wrote before the explorer was shared with DIAYN, and the
+# versions that wrote them: a refactor of the explorer must leave every byte as it was.
+RECORDED_BYTES = {
+    "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6", "mujoco": "3.17.0"},
+    "sha256": {
+        "rnd": "5d916a855d434dbbcdcf241bc28719554218c16b58b5bd5456793cd077243594",
+        "rnd-short": "e02e444511e48ad4b0f9ab57d114c4f357397c063a1edcf336a64711684c651e",
+    },
+}
+
+
+@pytest.mark.parametrize("collector", ["rnd", "rnd-short"])
+def test_a_small_exploration_writes_the_recorded_bytes(collector, tmp_path):
+    import mujoco
+
+    versions = {"torch": torch.__version__, "numpy": np.__version__, "mujoco": mujoco.__version__}
+    if versions != RECORDED_BYTES["versions"]:
+        pytest.skip(f"bytes recorded with {RECORDED_BYTES['versions']}, this is {versions}")
+    spec = CollectorSpec("point_mass_maze", collector, 8, 300, seed=3, scale="quick")
+    dataset = load_or_collect(spec, root=tmp_path, progress=False)
+    assert dataset.meta["sha256"] == RECORDED_BYTES["sha256"][collector]
+
+
+def test_cache_names_of_the_rnd_scales_are_the_recorded_ones():
+    """The names hash the scales' settings: the same settings keep naming the cached files."""
+    names = {
+        ("rnd", "book"): "point_mass_maze__rnd-book-00beda7a__1000x1000__seed0",
+        ("rnd", "quick"): "point_mass_maze__rnd-quick-f4b6b902__4x1000__seed0",
+        ("rnd-short", "book"): "point_mass_maze__rnd-short-book-29086556__100x1000__seed0",
+        ("rnd-short", "quick"): "point_mass_maze__rnd-short-quick-f4b6b902__4x1000__seed0",
+    }
+    for (collector, scale), name in names.items():
+        assert default_spec("point_mass_maze", collector, scale=scale).name == name
