@@ -14,7 +14,8 @@ from zsrl.cli import main
 from zsrl.data import CollectorSpec, collect, default_spec, load_or_collect, rnd
 from zsrl.data.collect import COLLECTORS
 from zsrl.data.dataset import Dataset, rewarded_fraction
-from zsrl.data.rnd import SCALES, Exploration, Replay, RNDAgent, explore, torch_threads
+from zsrl.data.explorer import Exploration, Replay, torch_threads
+from zsrl.data.rnd import SCALES, RNDAgent, explore
 from zsrl.envs import BatchSim, get_domain
 from zsrl.envs.point_mass_maze.maps import (
     coverage_histogram,
@@ -264,14 +265,14 @@ def test_bad_collector_and_scale_names_are_clear_errors(capsys, tmp_path):
 def test_an_interrupted_long_exploration_resumes_to_the_same_bytes(tmp_path, monkeypatch):
     """Killed after its second wave (the agent already learning), a run started again from the
     checkpoint ends bitwise where an uninterrupted run ends; the checkpoint loads without pickles."""
-    from zsrl.data import rnd
+    from zsrl.data import explorer
 
     cfg = rnd.LONG_SCALES["quick"]  # waves of 4 episodes: 12 episodes are three waves
     args = (DOMAIN, 12, 200, 5, cfg)
     whole, whole_agent = explore(*args, progress=False)
 
     checkpoint = tmp_path / "run.partial.pt"
-    save, saves = rnd._save_progress, []
+    save, saves = explorer._save_progress, []
 
     def save_then_die(path, identity, state):
         save(path, identity, state)
@@ -279,7 +280,7 @@ def test_an_interrupted_long_exploration_resumes_to_the_same_bytes(tmp_path, mon
         if len(saves) == 2:
             raise KeyboardInterrupt  # a kill right after the second checkpoint
 
-    monkeypatch.setattr(rnd, "_save_progress", save_then_die)
+    monkeypatch.setattr(explorer, "_save_progress", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         explore(*args, progress=False, checkpoint=checkpoint)
     assert saves == [4, 8] and checkpoint.exists()

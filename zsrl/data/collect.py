@@ -8,7 +8,8 @@ simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one `
   (positions and velocities), a cheap dataset that covers the whole state space.
 
 The other two are closed-loop: episodes from the start distribution, acted by an online agent
-exploring with a random network distillation reward (:mod:`zsrl.data.rnd`), like ExORL's RND:
+(:mod:`zsrl.data.explorer`) exploring with a random network distillation reward
+(:mod:`zsrl.data.rnd`), like ExORL's RND:
 
 - ``rnd``: the paper's way. One long exploration (1M transitions at the ``book`` scale; ExORL's runs
   are about 10M), collected once, resumably, and cached; the paper's RND-100k (and 1k, 10k) are
@@ -37,6 +38,7 @@ from tqdm import tqdm
 
 from zsrl.data import rnd
 from zsrl.data.dataset import Dataset, DatasetError
+from zsrl.data.explorer import Explorer, ExplorerConfig, explore
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
 from zsrl.io import checksum_path, stored_checksum
@@ -80,7 +82,7 @@ class Collector:
     collect: CollectFn  # (spec, progress) -> dataset; resumable ones also take a checkpoint path
     episodes: int  # default number of episodes (of the default scale, when there are scales)
     episode_steps: int | None = None  # None: the domain's episode length
-    scales: Mapping[str, rnd.RNDConfig] = field(default_factory=dict)  # first: the default
+    scales: Mapping[str, ExplorerConfig] = field(default_factory=dict)  # first: the default
     resumable: bool = False  # keeps its progress in a checkpoint file and continues from it
     sampler: str | None = None  # a named state sampler the domain must have (None: its starts)
 
@@ -132,20 +134,23 @@ def _collect_open_loop(
     )
 
 
-def _collect_rnd(
-    scales: Mapping[str, rnd.RNDConfig],
+def _collect_online(
+    agent_class: type[Explorer],
+    scales: Mapping[str, ExplorerConfig],
     spec: CollectorSpec,
     progress: bool = True,
     checkpoint: Path | None = None,
 ) -> Dataset:
-    """Explore with the RND agent at ``spec.scale`` of ``scales``, resumably with ``checkpoint``."""
+    """Explore with an online agent (:class:`~zsrl.data.rnd.RNDAgent`) at ``spec.scale`` of
+    ``scales``, resumably with ``checkpoint``."""
     assert spec.scale is not None  # checked by collect()
-    dataset, _ = rnd.explore(
+    dataset, _ = explore(
         get_domain(spec.domain),
         spec.episodes,
         spec.episode_steps,
         spec.seed,
         scales[spec.scale],
+        agent_class,
         progress=progress,
         desc=f"collect {spec.name}",
         checkpoint=checkpoint,
@@ -164,13 +169,15 @@ COLLECTORS: dict[str, Collector] = {
         sampler="free",
     ),
     "rnd": Collector(
-        partial(_collect_rnd, rnd.LONG_SCALES),
+        partial(_collect_online, rnd.RNDAgent, rnd.LONG_SCALES),
         rnd.LONG_SCALES["book"].episodes,
         scales=rnd.LONG_SCALES,
         resumable=True,
     ),
     "rnd-short": Collector(
-        partial(_collect_rnd, rnd.SCALES), rnd.SCALES["book"].episodes, scales=rnd.SCALES
+        partial(_collect_online, rnd.RNDAgent, rnd.SCALES),
+        rnd.SCALES["book"].episodes,
+        scales=rnd.SCALES,
     ),
 }
 
