@@ -7,9 +7,9 @@ simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one `
 - ``uniform-reset``: short episodes (10 steps) from states drawn uniformly over the free space
   (positions and velocities), a cheap dataset that covers the whole state space.
 
-The other two are closed-loop: episodes from the start distribution, acted by an online agent
-(:mod:`zsrl.data.explorer`) exploring with a random network distillation reward
-(:mod:`zsrl.data.rnd`), like ExORL's RND:
+The others are closed-loop: episodes from the start distribution, acted by an online agent trained on
+an intrinsic reward only (:mod:`zsrl.data.explorer`). Two explore with a random network distillation
+reward (:mod:`zsrl.data.rnd`), like ExORL's RND:
 
 - ``rnd``: the paper's way. One long exploration (1M transitions at the ``book`` scale; ExORL's runs
   are about 10M), collected once, resumably, and cached; the paper's RND-100k (and 1k, 10k) are
@@ -18,7 +18,12 @@ The other two are closed-loop: episodes from the start distribution, acted by an
   Most of it stays in the start room, so it is not the paper's RND-100k; kept for the results made
   with it before (those records name it ``rnd``, see the changelog).
 
-Both take their hyperparameters from named scales (``book``, the default, and ``quick`` for tests).
+- ``diayn``: skill discovery (:mod:`zsrl.data.diayn`), like ExORL's DIAYN: 100k transitions of an
+  agent learning 16 skills that a discriminator tells apart; each transition's skill is in the meta.
+  Resumable like ``rnd``.
+
+All three take their hyperparameters from named scales (``book``, the default, and ``quick`` for
+tests).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 from mujoco import rollout
 from tqdm import tqdm
 
-from zsrl.data import rnd
+from zsrl.data import diayn, rnd
 from zsrl.data.dataset import Dataset, DatasetError
 from zsrl.data.explorer import Explorer, ExplorerConfig, explore
 from zsrl.envs import Domain, get_domain
@@ -141,8 +146,9 @@ def _collect_online(
     progress: bool = True,
     checkpoint: Path | None = None,
 ) -> Dataset:
-    """Explore with an online agent (:class:`~zsrl.data.rnd.RNDAgent`) at ``spec.scale`` of
-    ``scales``, resumably with ``checkpoint``."""
+    """Explore with an online agent (:class:`~zsrl.data.rnd.RNDAgent`,
+    :class:`~zsrl.data.diayn.DIAYNAgent`) at ``spec.scale`` of ``scales``, resumably with
+    ``checkpoint``."""
     assert spec.scale is not None  # checked by collect()
     dataset, _ = explore(
         get_domain(spec.domain),
@@ -178,6 +184,12 @@ COLLECTORS: dict[str, Collector] = {
         partial(_collect_online, rnd.RNDAgent, rnd.SCALES),
         rnd.SCALES["book"].episodes,
         scales=rnd.SCALES,
+    ),
+    "diayn": Collector(
+        partial(_collect_online, diayn.DIAYNAgent, diayn.SCALES),
+        diayn.SCALES["book"].episodes,
+        scales=diayn.SCALES,
+        resumable=True,
     ),
 }
 
