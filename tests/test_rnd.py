@@ -14,7 +14,8 @@ from zsrl.cli import main
 from zsrl.data import CollectorSpec, collect, default_spec, load_or_collect, rnd
 from zsrl.data.collect import COLLECTORS
 from zsrl.data.dataset import Dataset, rewarded_fraction
-from zsrl.data.rnd import SCALES, Exploration, Replay, RNDAgent, explore, torch_threads
+from zsrl.data.explorer import Exploration, Replay, torch_threads
+from zsrl.data.rnd import SCALES, RNDAgent, explore
 from zsrl.envs import BatchSim, get_domain
 from zsrl.envs.point_mass_maze.maps import (
     coverage_histogram,
@@ -264,14 +265,14 @@ def test_bad_collector_and_scale_names_are_clear_errors(capsys, tmp_path):
 def test_an_interrupted_long_exploration_resumes_to_the_same_bytes(tmp_path, monkeypatch):
     """Killed after its second wave (the agent already learning), a run started again from the
     checkpoint ends bitwise where an uninterrupted run ends; the checkpoint loads without pickles."""
-    from zsrl.data import rnd
+    from zsrl.data import explorer
 
     cfg = rnd.LONG_SCALES["quick"]  # waves of 4 episodes: 12 episodes are three waves
     args = (DOMAIN, 12, 200, 5, cfg)
     whole, whole_agent = explore(*args, progress=False)
 
     checkpoint = tmp_path / "run.partial.pt"
-    save, saves = rnd._save_progress, []
+    save, saves = explorer._save_progress, []
 
     def save_then_die(path, identity, state):
         save(path, identity, state)
@@ -279,7 +280,7 @@ def test_an_interrupted_long_exploration_resumes_to_the_same_bytes(tmp_path, mon
         if len(saves) == 2:
             raise KeyboardInterrupt  # a kill right after the second checkpoint
 
-    monkeypatch.setattr(rnd, "_save_progress", save_then_die)
+    monkeypatch.setattr(explorer, "_save_progress", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         explore(*args, progress=False, checkpoint=checkpoint)
     assert saves == [4, 8] and checkpoint.exists()
@@ -303,3 +304,39 @@ def test_the_cache_removes_the_checkpoint_once_the_dataset_is_saved(tmp_path):
         f"{spec.name}.npz",
         f"{spec.name}.npz.sha256",
     ]
+
+
+# The files two small quick-scale explorations (two waves of 4 episodes, learning after 1000 random
+# steps, a checkpoint between the waves) wrote before the explorer was shared with DIAYN, and the
+# versions that wrote them: a refactor of the explorer must leave every byte as it was.
+RECORDED_BYTES = {
+    "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6", "mujoco": "3.17.0"},
+    "sha256": {
+        "rnd": "5d916a855d434dbbcdcf241bc28719554218c16b58b5bd5456793cd077243594",
+        "rnd-short": "e02e444511e48ad4b0f9ab57d114c4f357397c063a1edcf336a64711684c651e",
+    },
+}
+
+
+@pytest.mark.parametrize("collector", ["rnd", "rnd-short"])
+def test_a_small_exploration_writes_the_recorded_bytes(collector, tmp_path):
+    import mujoco
+
+    versions = {"torch": torch.__version__, "numpy": np.__version__, "mujoco": mujoco.__version__}
+    if versions != RECORDED_BYTES["versions"]:
+        pytest.skip(f"bytes recorded with {RECORDED_BYTES['versions']}, this is {versions}")
+    spec = CollectorSpec("point_mass_maze", collector, 8, 300, seed=3, scale="quick")
+    dataset = load_or_collect(spec, root=tmp_path, progress=False)
+    assert dataset.meta["sha256"] == RECORDED_BYTES["sha256"][collector]
+
+
+def test_cache_names_of_the_rnd_scales_are_the_recorded_ones():
+    """The names hash the scales' settings: the same settings keep naming the cached files."""
+    names = {
+        ("rnd", "book"): "point_mass_maze__rnd-book-00beda7a__1000x1000__seed0",
+        ("rnd", "quick"): "point_mass_maze__rnd-quick-f4b6b902__4x1000__seed0",
+        ("rnd-short", "book"): "point_mass_maze__rnd-short-book-29086556__100x1000__seed0",
+        ("rnd-short", "quick"): "point_mass_maze__rnd-short-quick-f4b6b902__4x1000__seed0",
+    }
+    for (collector, scale), name in names.items():
+        assert default_spec("point_mass_maze", collector, scale=scale).name == name

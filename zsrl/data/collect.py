@@ -7,8 +7,9 @@ simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one `
 - ``uniform-reset``: short episodes (10 steps) from states drawn uniformly over the free space
   (positions and velocities), a cheap dataset that covers the whole state space.
 
-The other two are closed-loop: episodes from the start distribution, acted by an online agent
-exploring with a random network distillation reward (:mod:`zsrl.data.rnd`), like ExORL's RND:
+The others are closed-loop: episodes from the start distribution, acted by an online agent trained on
+an intrinsic reward only (:mod:`zsrl.data.explorer`). Two explore with a random network distillation
+reward (:mod:`zsrl.data.rnd`), like ExORL's RND:
 
 - ``rnd``: the paper's way. One long exploration (1M transitions at the ``book`` scale; ExORL's runs
   are about 10M), collected once, resumably, and cached; the paper's RND-100k (and 1k, 10k) are
@@ -17,12 +18,16 @@ exploring with a random network distillation reward (:mod:`zsrl.data.rnd`), like
   Most of it stays in the start room, so it is not the paper's RND-100k; kept for the results made
   with it before (those records name it ``rnd``, see the changelog).
 
-Both take their hyperparameters from named scales (``book``, the default, and ``quick`` for tests).
+- ``diayn``: skill discovery (:mod:`zsrl.data.diayn`), like ExORL's DIAYN: 100k transitions of an
+  agent learning 16 skills that a discriminator tells apart; each transition's skill is in the meta.
+  Resumable like ``rnd``.
+
+All three take their hyperparameters from named scales (``book``, the default, and ``quick`` for
+tests).
 
 On a domain with terminal states (Gymnasium's Walker2d) the open-loop collectors simulate whole
 episodes, then end each at its first terminal state: the dataset marks that transition ``terminal``
-and the last transition of every other episode ``truncation``. The RND explorer does not stop at
-them.
+and the last transition of every other episode ``truncation``. The explorers do not stop at them.
 """
 
 from __future__ import annotations
@@ -40,9 +45,10 @@ import numpy as np
 from mujoco import rollout
 from tqdm import tqdm
 
-from zsrl.data import rnd
+from zsrl.data import diayn, rnd
 from zsrl.data.dataset import Dataset, DatasetError
 from zsrl.data.episodes import steps_until_terminal
+from zsrl.data.explorer import Explorer, ExplorerConfig, explore
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
 from zsrl.io import checksum_path, stored_checksum
@@ -86,7 +92,7 @@ class Collector:
     collect: CollectFn  # (spec, progress) -> dataset; resumable ones also take a checkpoint path
     episodes: int  # default number of episodes (of the default scale, when there are scales)
     episode_steps: int | None = None  # None: the domain's episode length
-    scales: Mapping[str, rnd.RNDConfig] = field(default_factory=dict)  # first: the default
+    scales: Mapping[str, ExplorerConfig] = field(default_factory=dict)  # first: the default
     resumable: bool = False  # keeps its progress in a checkpoint file and continues from it
     sampler: str | None = None  # a named state sampler the domain must have (None: its starts)
 
@@ -168,20 +174,24 @@ def _cut_at_terminals(
     )
 
 
-def _collect_rnd(
-    scales: Mapping[str, rnd.RNDConfig],
+def _collect_online(
+    agent_class: type[Explorer],
+    scales: Mapping[str, ExplorerConfig],
     spec: CollectorSpec,
     progress: bool = True,
     checkpoint: Path | None = None,
 ) -> Dataset:
-    """Explore with the RND agent at ``spec.scale`` of ``scales``, resumably with ``checkpoint``."""
+    """Explore with an online agent (:class:`~zsrl.data.rnd.RNDAgent`,
+    :class:`~zsrl.data.diayn.DIAYNAgent`) at ``spec.scale`` of ``scales``, resumably with
+    ``checkpoint``."""
     assert spec.scale is not None  # checked by collect()
-    dataset, _ = rnd.explore(
+    dataset, _ = explore(
         get_domain(spec.domain),
         spec.episodes,
         spec.episode_steps,
         spec.seed,
         scales[spec.scale],
+        agent_class,
         progress=progress,
         desc=f"collect {spec.name}",
         checkpoint=checkpoint,
@@ -200,13 +210,21 @@ COLLECTORS: dict[str, Collector] = {
         sampler="free",
     ),
     "rnd": Collector(
-        partial(_collect_rnd, rnd.LONG_SCALES),
+        partial(_collect_online, rnd.RNDAgent, rnd.LONG_SCALES),
         rnd.LONG_SCALES["book"].episodes,
         scales=rnd.LONG_SCALES,
         resumable=True,
     ),
     "rnd-short": Collector(
-        partial(_collect_rnd, rnd.SCALES), rnd.SCALES["book"].episodes, scales=rnd.SCALES
+        partial(_collect_online, rnd.RNDAgent, rnd.SCALES),
+        rnd.SCALES["book"].episodes,
+        scales=rnd.SCALES,
+    ),
+    "diayn": Collector(
+        partial(_collect_online, diayn.DIAYNAgent, diayn.SCALES),
+        diayn.SCALES["book"].episodes,
+        scales=diayn.SCALES,
+        resumable=True,
     ),
 }
 
