@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from zsrl.config import RUN_OPTIONS
+from zsrl.envs import domain_names
 from zsrl.methods import get_method, method_names
 
 ROOT = Path(__file__).parents[1]
@@ -20,6 +21,17 @@ NOTEBOOK = BOOK / "run_experiment.ipynb"
 
 papermill = pytest.importorskip("papermill")
 yaml = pytest.importorskip("yaml")
+
+
+def run_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **parameters) -> dict:
+    """Execute run_experiment.ipynb with ``parameters`` (data in tmp_path); its run's record."""
+    monkeypatch.setenv("ZSRL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run_dir = tmp_path / "run"
+    parameters = dict(scale="quick", threads=1, out_dir=str(run_dir)) | parameters
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, progress_bar=False)
+    return json.loads((run_dir / "record.json").read_text())
 
 
 def pages() -> list[Path]:
@@ -63,6 +75,17 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
     videos = sorted(p.name for p in (run_dir / "videos").iterdir())
     assert videos == sorted(f"{task}_best.mp4" for task in record["tasks"])
     assert sum(h.count('<video src="data:video/mp4;base64,') for h in html) == len(videos)
+
+
+@pytest.mark.parametrize("domain", [d for d in domain_names() if d != "point_mass_maze"])
+def test_run_experiment_runs_on_every_domain(tmp_path, domain, monkeypatch):
+    """`-p domain walker` (and every other domain): its default data (a tiny `random`), trained,
+    evaluated on every task, a video each."""
+    record = run_notebook(tmp_path, monkeypatch, domain=domain, steps=10, episodes=1)
+    assert record["domain"] == domain and record["complete"] and record["steps_done"] == 10
+    assert record["dataset"]["name"].startswith(f"{domain}__random__1x")
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").iterdir())
+    assert videos == sorted(f"{task}_best.mp4" for task in record["tasks"])
 
 
 @pytest.mark.parametrize(

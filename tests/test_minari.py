@@ -369,9 +369,9 @@ def test_python_m_zsrl_trains_from_a_minari_dataset(collected, minari_root, tmp_
     write_minari(collected, "zsrl/maze/random-v0", task=TASK)
     out = tmp_path / "run"
     args = ["train", "--method", "fb", "--scale", "quick", "--steps", "20", "--threads", "1"]
-    args += ["--tasks", TASK, "--out", str(out), "--no-progress", "--set", "data.source=minari"]
-    args += ["data.path=zsrl/maze/random-v0", "train.eval_every=10", "train.log_every=10"]
-    args += ["train.checkpoint_every=10", "eval.episodes=1"]
+    args += ["--tasks", TASK, "--out", str(out), "--no-progress", "--data-source", "minari"]
+    args += ["--data-path", "zsrl/maze/random-v0", "--set", "train.eval_every=10"]
+    args += ["train.log_every=10", "train.checkpoint_every=10", "eval.episodes=1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "zsrl", *args], capture_output=True, text=True, env=env, cwd=tmp_path
@@ -382,6 +382,6 @@ def test_python_m_zsrl_trains_from_a_minari_dataset(collected, minari_root, tmp_
     assert record["dataset"]["name"] == "zsrl/maze/random-v0"
     assert record["dataset"]["transitions"] == 3000
     # a dataset that is not there: the command's one-line error
-    args[args.index("data.path=zsrl/maze/random-v0")] = "data.path=zsrl/maze/absent-v0"
+    args[args.index("zsrl/maze/random-v0")] = "zsrl/maze/absent-v0"
     assert main(args) == 2
     assert "'zsrl/maze/absent-v0' is neither a dataset directory" in capsys.readouterr().err

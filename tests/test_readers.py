@@ -230,3 +230,21 @@ def test_an_exorl_directory_trains_fb(collected, tmp_path):
     cfg = run_config("fb", "data.source='exorl'", f"data.path='{tmp_path / 'random'}'")
     record = Trainer(cfg, tmp_path / "run", progress=False).run()
     assert record["complete"] and record["dataset"]["transitions"] == 3000
+
+
+def test_run_experiment_trains_from_an_exorl_directory(collected, tmp_path, monkeypatch):
+    """The notebook's `data_source` and `data_path` parameters: the same reader as the command line."""
+    from test_book import run_notebook
+
+    write_exorl(tmp_path / "random", collected)
+    record = run_notebook(
+        tmp_path,
+        monkeypatch,
+        data_source="exorl",
+        data_path=str(tmp_path / "random"),
+        tasks=TASK,
+        steps=10,
+    )
+    assert record["complete"] and record["dataset"]["transitions"] == 3000
+    assert record["config"]["data"]["source"] == "exorl"
+    assert f"-p data_source exorl -p data_path {tmp_path / 'random'}" in record["command"]

@@ -599,6 +599,12 @@ def _datasets() -> list[str]:
     return collector_names()
 
 
+def _sources() -> list[str]:
+    from zsrl.data.sources import source_names
+
+    return source_names()
+
+
 def _tasks() -> list[str]:
     from zsrl.envs import domain_names, get_domain
 
@@ -629,6 +635,24 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         None,
         "the collector (default: the domain's: uniform-reset on the maze, random elsewhere)",
         _datasets,
+    ),
+    RunOption(
+        "data_source",
+        "data.source",
+        str,
+        None,
+        "where the data come from: collect (the collector named by --dataset, cached), or a file "
+        "reader of --data-path (default: collect)",
+        _sources,
+    ),
+    RunOption("data_path", "data.path", str, None, "the file or directory a file reader reads"),
+    RunOption(
+        "episodes",
+        "data.episodes",
+        int,
+        None,
+        "episodes the collector gathers (default: the collector's, 100k transitions)",
+        minimum=1,
     ),
     RunOption("n_transitions", "data.n_transitions", int, None, "subsample to n", minimum=1),
     RunOption("action_filter", "data.action_filter", str, None, "drop actions", _filters),
