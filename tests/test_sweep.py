@@ -219,3 +219,15 @@ def test_the_committed_grid_files_resolve_every_cell():
         grid = load_grid(path)
         assert len(grid) > (100 if path.stem in ("book_maze", "paper_maze") else 5), path
         assert len({c.run_name for c in grid.cells}) == len(grid)
+
+
+def test_only_runs_the_cells_it_names(grid_file, data_root, tmp_path, capsys):
+    """Two sweeps can share a grid: `--only fb_*` trains the FB cell and leaves the other alone."""
+    grid = load_grid(grid_file)
+    results = sweep(grid, tmp_path, data_root=data_root, progress=False, only=["fb_*"])
+    status = {r.run_name: r.status for r in results}
+    assert status == {"fb_uniform-reset_seed3": "done", "vcfb_uniform-reset_seed3": "not selected"}
+    assert not (tmp_path / "vcfb_uniform-reset_seed3").exists()
+    code = main(["sweep", str(grid_file), "--out-root", str(tmp_path), "--only", "cql_*"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no cell of the grid matches ['cql_*']; its cells: ['fb_uniform" in err

@@ -139,6 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--status", action="store_true", help="list the cells and their state; run none"
     )
+    sw.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="run only the cells whose names match these shell patterns (e.g. 'fb_*'), so that "
+        "two sweeps can share a grid; default: every cell",
+    )
     sw.add_argument("--no-progress", action="store_true")
 
     summary = sub.add_parser("summarize", help="IQM with a 95%% interval over runs (seeds)")
@@ -310,6 +318,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     grid = load_grid(args.grid)
     out_root = args.out_root or Path("runs") / args.grid.stem
+    grid.select(args.only)  # a pattern that matches no cell: the error, before anything runs
     status = grid_status(grid, out_root)
     print(
         f"{args.grid}: {len(grid)} cells in {out_root}: {len(status.done)} done, "
@@ -329,8 +338,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         data_root=args.data_dir,
         results=args.results,
         progress=not args.no_progress,
+        only=args.only,
     )
-    for r in results:
+    for r in (r for r in results if r.status != "not selected"):
         scores = "" if r.best is None else f"best {r.best:7.1f}  last {r.last:7.1f}"
         print(f"  {r.status:8s} {r.run_name:48s} {scores}{r.error}")
     failed = [r for r in results if r.status == "failed"]

@@ -33,6 +33,7 @@ or on a Ray instance started here.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 import shutil
@@ -126,6 +127,19 @@ class Grid:
 
     def __len__(self) -> int:
         return len(self.cells)
+
+    def select(self, patterns: Iterable[str] | None) -> list[Cell]:
+        """The cells whose directory names match any of the shell-style ``patterns`` (``fb_*``,
+        ``*_seed[0-2]``), in the file's order; None: every cell. A pattern that matches no cell is
+        an error listing the cells."""
+        if patterns is None:
+            return list(self.cells)
+        patterns = list(patterns)
+        names = [cell.run_name for cell in self.cells]
+        unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
+        if unmatched:
+            raise ValueError(f"no cell of the grid matches {unmatched}; its cells: {names}")
+        return [c for c in self.cells if any(fnmatch.fnmatchcase(c.run_name, p) for p in patterns)]
 
 
 def _listed(value: Any) -> list[Any]:
@@ -248,7 +262,7 @@ class CellResult:
 
     run_name: str
     out: str
-    status: str  # done, skipped (was done) or failed
+    status: str  # done, skipped (was done), failed, or not selected (``only``)
     best: float | None = None
     last: float | None = None
     error: str = ""
@@ -324,11 +338,15 @@ def sweep(
     data_root: Path | None = None,
     results: Path | None = None,
     progress: bool = True,
+    only: Iterable[str] | None = None,
 ) -> list[CellResult]:
     """Run every cell of ``grid`` not yet done; return one result per cell, in the grid's order.
 
+    ``only``: run just the cells matching these name patterns (:meth:`Grid.select`), e.g. to split
+    a grid between two sweeps that share its ``out_root``; the others are left as they are.
     ``results``: a folder that receives ``record_<cell>.json`` and ``metrics_<cell>.csv`` of every
-    finished cell and ``grid.json`` (the grid file, its cells and their statuses).
+    finished cell and ``grid.json`` (the grid file, its cells and their statuses, read from
+    ``out_root`` for the cells not selected).
     """
     from tqdm import tqdm
 
@@ -340,10 +358,16 @@ def sweep(
 
     out_root = Path(out_root).resolve()  # workers (and Ray's) may start elsewhere
     data_root = Path(data_root or data_dir()).resolve()
+    selected = grid.select(only)
     outs = {cell.run_name: out_root / cell.run_name for cell in grid.cells}
     done = {name for name, out in outs.items() if cell_status(out) == "done"}
-    jobs = [(c, str(outs[c.run_name])) for c in grid.cells if c.run_name not in done]
+    jobs = [(c, str(outs[c.run_name])) for c in selected if c.run_name not in done]
     by_name = {name: CellResult(name, str(outs[name]), "skipped") for name in done}
+    by_name |= {
+        c.run_name: CellResult(c.run_name, str(outs[c.run_name]), "not selected")
+        for c in grid.cells
+        if c.run_name not in done and c not in selected
+    }
     if jobs:
         _prepare_datasets((cell for cell, _ in jobs), data_root)
         finished = (
@@ -352,7 +376,11 @@ def sweep(
             else _run_ray(jobs, address, str(data_root))
         )
         bar = tqdm(
-            total=len(grid), initial=len(done), desc="grid", unit="cell", disable=not progress
+            total=len(selected),
+            initial=len(selected) - len(jobs),
+            desc="grid",
+            unit="cell",
+            disable=not progress,
         )
         for result in finished:
             by_name[result.run_name] = result
