@@ -5,8 +5,8 @@ returns here are comparable with ExORL's: 1000 control steps of 0.025 s, each 10
 0.0025 s; observations of 24 numbers, dm_control's ``orientations`` (14), ``height`` (1) and
 ``velocity`` (9) flattened in that order.
 
-Tasks are the suite's ``stand``, ``walk`` and ``run`` and ExORL's ``flip`` (reference: ref-domains):
-stand scaled by how fast the torso's subtree spins about the y axis (its angular momentum about +y,
+Tasks are the suite's ``stand``, ``walk`` and ``run`` and ExORL's ``flip`` (reference: ref-domains),
+flip being stand scaled by how fast the torso's subtree spins about the y axis (its angular momentum about +y,
 1 from 5 up, linear to 0 at 0). None depends on the action.
 
 Observations and rewards are functions of the physics state through kinematics (body orientations,
