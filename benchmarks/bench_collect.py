@@ -1,8 +1,13 @@
-"""Dataset collection on the point-mass maze against raw dm_control stepping.
+"""Open-loop dataset collection on every domain against the raw simulator's own stepping.
 
-Prints a table. Run on a quiet machine (nothing else on the cores):
+Prints one table: for each domain, the environment's own ``step`` with uniform random actions
+(dm_control's ``env.step`` for the maze, walker, quadruped and jaco; Gymnasium's ``env.step`` for
+walker2d and halfcheetah), and the ``random`` collector (and the maze's ``uniform-reset``), which
+steps whole batches of episodes with ``mujoco.rollout`` and observes them from the physics states.
+The last column is the collector's rate as a multiple of the raw stepping measured in the same run.
+Run on a quiet machine (nothing else on the cores):
 
-    python benchmarks/bench_collect.py
+    python benchmarks/bench_collect.py [--domains walker jaco] [--episodes 10] [--steps 5000]
 """
 
 from __future__ import annotations
@@ -12,38 +17,59 @@ import time
 
 import numpy as np
 
-from zsrl.data import collect, default_spec
-from zsrl.envs import get_domain
+from zsrl.data import collect, collector_names, default_spec
+from zsrl.envs import domain_names, get_domain
 
 
-def dm_control_steps_per_second(steps: int = 20_000) -> float:
-    """Raw dm_control stepping of the same domain: ``env.step`` with uniform random actions."""
-    env = get_domain("point_mass_maze").load("reach_top_left", seed=0)
+def raw_steps_per_second(domain: str, steps: int) -> float:
+    """The environment's own ``step`` with uniform random actions, resetting at episode ends."""
     rng = np.random.default_rng(0)
-    actions = rng.uniform(-1, 1, size=(steps, 2))
-    env.reset()
+    dom = get_domain(domain)
+    actions = rng.uniform(-1, 1, size=(steps, dom.action_dim))
+    if dom.load is not None:  # a dm_control domain
+        env = dom.load(next(iter(dom.tasks)), seed=0)
+        env.reset()
+        start = time.perf_counter()
+        for action in actions:
+            if env.step(action).last():
+                env.reset()
+        return steps / (time.perf_counter() - start)
+    import gymnasium as gym
+
+    from zsrl.envs.gym_mujoco import ENVIRONMENTS
+
+    env = gym.make(ENVIRONMENTS[domain].env_id)
+    env.reset(seed=0)
     start = time.perf_counter()
     for action in actions:
-        if env.step(action).last():
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
             env.reset()
     return steps / (time.perf_counter() - start)
 
 
-def collection_steps_per_second(name: str) -> float:
-    spec = default_spec("point_mass_maze", name)
+def collection_steps_per_second(domain: str, name: str, episodes: int) -> float:
+    """Transitions per second of collector ``name`` gathering ``episodes`` episodes (uncached)."""
+    spec = default_spec(domain, name, episodes=episodes * (100 if name == "uniform-reset" else 1))
     start = time.perf_counter()
     data = collect(spec, progress=False)
     return len(data) / (time.perf_counter() - start)
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    raw = dm_control_steps_per_second()
-    print(f"{'point_mass_maze stepping':34s} {'steps/s':>10s} {'vs dm_control':>14s}")
-    print(f"{'dm_control env.step (raw)':34s} {raw:10.0f} {1.0:13.2f}x")
-    for name in ("random", "uniform-reset"):
-        rate = collection_steps_per_second(name)
-        print(f"{'collect ' + name:34s} {rate:10.0f} {rate / raw:13.2f}x")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domains", nargs="+", default=domain_names(), choices=domain_names())
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per collection")
+    parser.add_argument("--steps", type=int, default=5_000, help="raw environment steps timed")
+    args = parser.parse_args()
+    print(f"{'domain':16s} {'stepping':34s} {'steps/s':>10s} {'vs raw':>8s}")
+    for domain in args.domains:
+        raw = raw_steps_per_second(domain, args.steps)
+        print(f"{domain:16s} {'env.step (raw)':34s} {raw:10.0f} {1.0:7.2f}x")
+        for name in ("random", "uniform-reset"):
+            if name in collector_names(domain):
+                rate = collection_steps_per_second(domain, name, args.episodes)
+                print(f"{domain:16s} {'collect ' + name:34s} {rate:10.0f} {rate / raw:7.2f}x")
 
 
 if __name__ == "__main__":

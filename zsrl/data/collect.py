@@ -49,7 +49,7 @@ from zsrl.data import diayn, rnd
 from zsrl.data.dataset import Dataset, DatasetError
 from zsrl.data.episodes import steps_until_terminal
 from zsrl.data.explorer import Explorer, ExplorerConfig, explore
-from zsrl.envs import Domain, get_domain
+from zsrl.envs import BatchSim, Domain, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
 from zsrl.io import checksum_path, stored_checksum
 
@@ -113,7 +113,9 @@ def _collect_open_loop(
     P, A = len(physics_index), model.nu
     physics = np.empty((E, T + 1, P))  # episodes x (steps + 1) x physics state
     actions = rng.uniform(-1.0, 1.0, size=(E, T, A))  # episodes x steps x action
-    chunk_episodes = max(1, chunk_steps // T)
+    # rollout's output (chunk x kT x full state) bounds a chunk; stepping to terminals keeps only
+    # chunk x T physics states, so it takes every episode at once
+    chunk_episodes = E if domain.terminated is not None else max(1, chunk_steps // T)
     bar = tqdm(total=E * T, desc=f"collect {spec.name}", unit="step", disable=not progress)
     for lo in range(0, E, chunk_episodes):
         hi = min(lo + chunk_episodes, E)
@@ -125,10 +127,13 @@ def _collect_open_loop(
             mujoco.mj_forward(model, data)
             mujoco.mj_getState(model, data, row, FULL_STATE)
         k = domain.physics_steps  # each control is held for k MuJoCo steps
-        controls = np.repeat(actions[lo:hi], k, axis=1) if k > 1 else actions[lo:hi]
-        states, _ = rollout.rollout(model, data, initial, controls)  # chunk x kT x full
         physics[lo:hi, 0] = initial[:, physics_index]
-        physics[lo:hi, 1:] = states[:, k - 1 :: k][..., physics_index]  # after each control step
+        if domain.terminated is not None:
+            physics[lo:hi, 1:] = _step_until_terminal(domain, start, actions[lo:hi])
+        else:
+            controls = np.repeat(actions[lo:hi], k, axis=1) if k > 1 else actions[lo:hi]
+            states, _ = rollout.rollout(model, data, initial, controls)  # chunk x kT x full
+            physics[lo:hi, 1:] = states[:, k - 1 :: k][..., physics_index]  # after each step
         bar.update((hi - lo) * T)
     bar.close()
     meta = {"spec": asdict(spec), "name": spec.name}
@@ -145,6 +150,35 @@ def _collect_open_loop(
         episode=np.repeat(np.arange(E, dtype=np.int32), T),
         meta=meta,
     )
+
+
+def _step_until_terminal(domain: Domain, start: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The physics states (n x T x P) after each of ``actions`` (n x T x A) from ``start`` (n x P),
+    each episode stepped only until its first terminal state and its last state repeated after.
+
+    Random walkers fall within tens of steps, so simulating whole episodes (as ``mujoco.rollout``
+    does) would spend nearly all of the time on steps that are then cut; stepping one ``MjData`` per
+    episode keeps its solver's warm start, as the environment's own ``step`` does.
+    """
+    n, T, _ = actions.shape
+    sim = BatchSim(domain, n)
+    sim.set_states(start)
+    out = np.empty((n, T, sim.state_size))  # n x T x P
+    alive = np.arange(n)  # episodes that have not ended
+    for t in range(T):
+        states = np.empty((len(alive), sim.state_size))  # alive x P
+        for row, i in zip(states, alive, strict=True):
+            data = sim.datas[i]
+            data.ctrl[:] = actions[i, t]
+            mujoco.mj_step(sim.model, data, nstep=domain.physics_steps)
+            mujoco.mj_getState(sim.model, data, row, PHYSICS_STATE)
+        out[alive, t] = states
+        ended = domain.terminated(states)  # alive
+        out[alive[ended], t + 1 :] = states[ended, None]
+        alive = alive[~ended]
+        if not len(alive):
+            break
+    return out
 
 
 def _cut_at_terminals(
