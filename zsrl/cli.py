@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--scale",
         default=None,
-        help="hyperparameter set of collectors that have them (rnd, rnd-short, diayn: book, "
-        "quick); default: book",
+        help="hyperparameter set of collectors that have them (rnd, rnd-short, diayn, medium, "
+        "medium-replay, medium-expert: book, quick); default: book",
     )
     collect.add_argument("--data-dir", type=Path, default=None, help="default: $ZSRL_DATA_DIR")
     collect.add_argument("--regenerate", action="store_true", help="collect even if cached")

@@ -22,12 +22,21 @@ reward (:mod:`zsrl.data.rnd`), like ExORL's RND:
   agent learning 16 skills that a discriminator tells apart; each transition's skill is in the meta.
   Resumable like ``rnd``.
 
-All three take their hyperparameters from named scales (``book``, the default, and ``quick`` for
-tests).
+Three more, D4RL's way (:mod:`zsrl.data.medium`), come from one online agent trained on the task's
+own reward, on the domains whose one task is their objective (the Gymnasium domains):
 
-On a domain with terminal states (Gymnasium's Walker2d) the open-loop collectors simulate whole
-episodes, then end each at its first terminal state: the dataset marks that transition ``terminal``
-and the last transition of every other episode ``truncation``. The explorers do not stop at them.
+- ``medium``: the policy stopped when its return first reaches a third of D4RL's expert return;
+- ``medium-replay``: that training run's transitions up to the stop;
+- ``medium-expert``: ``medium`` followed by as much of the policy at the end of the training budget,
+  which is not D4RL's expert. The three share one cached, resumable training run.
+
+All the closed-loop collectors take their hyperparameters from named scales (``book``, the default,
+and ``quick`` for tests).
+
+On a domain with terminal states (Gymnasium's Walker2d) every episode ends at its first terminal
+state: the dataset marks that transition ``terminal`` and the last transition of every other
+episode ``truncation``. The open-loop collectors simulate whole episodes, then cut each there; the
+explorers start the next episode at once (:mod:`zsrl.data.explorer`).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -45,11 +54,11 @@ import numpy as np
 from mujoco import rollout
 from tqdm import tqdm
 
-from zsrl.data import diayn, rnd
+from zsrl.data import diayn, medium, rnd
 from zsrl.data.dataset import Dataset, DatasetError
 from zsrl.data.episodes import steps_until_terminal
 from zsrl.data.explorer import Explorer, ExplorerConfig, explore
-from zsrl.envs import BatchSim, Domain, get_domain
+from zsrl.envs import BatchSim, Domain, domain_names, get_domain
 from zsrl.envs.registry import PHYSICS_STATE
 from zsrl.io import checksum_path, stored_checksum
 
@@ -61,7 +70,9 @@ class CollectorSpec:
     """How a named dataset is made; its fields name its cache file.
 
     A collector with hyperparameters adds the first 8 hex digits of their hash to the name, so a
-    change of its scale's settings makes a new file instead of reusing data made another way.
+    change of its scale's settings makes a new file instead of reusing data made another way. On a
+    domain with terminal states the hash also covers that the explorers end episodes there (they
+    did not before), so their earlier files are not reused either.
     """
 
     domain: str
@@ -76,6 +87,8 @@ class CollectorSpec:
         collector = self.collector
         if self.scale is not None:
             config = asdict(get_collector(self.collector).scales[self.scale])
+            if get_domain(self.domain).terminated is not None:
+                config["episodes_end_at_terminals"] = True
             digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
             collector = f"{collector}-{self.scale}-{digest[:8]}"
         return f"{self.domain}__{collector}__{self.episodes}x{self.episode_steps}__seed{self.seed}"
@@ -95,9 +108,20 @@ class Collector:
     scales: Mapping[str, ExplorerConfig] = field(default_factory=dict)  # first: the default
     resumable: bool = False  # keeps its progress in a checkpoint file and continues from it
     sampler: str | None = None  # a named state sampler the domain must have (None: its starts)
+    # the domain must have one task that is its objective, with D4RL's reference returns
+    objective: bool = False
 
     def supports(self, domain: Domain) -> bool:
+        if self.objective and not medium.has_objective(domain):
+            return False
         return self.sampler is None or self.sampler in domain.samplers
+
+    def requirement(self) -> str:
+        """What a domain needs for this collector, in words."""
+        needs = [f"the {self.sampler!r} state sampler"] if self.sampler else []
+        if self.objective:
+            needs.append("one task that is its objective, with D4RL's reference returns")
+        return " and ".join(needs) or "nothing"
 
 
 def _collect_open_loop(
@@ -233,6 +257,31 @@ def _collect_online(
     return dataset.with_meta(spec=asdict(spec), name=spec.name)
 
 
+def _collect_d4rl_style(
+    kind: str, spec: CollectorSpec, progress: bool = True, checkpoint: Path | None = None
+) -> Dataset:
+    """The ``kind`` D4RL-style dataset (:mod:`zsrl.data.medium`) at ``spec.scale``. The training run
+    the three share is named after the ``medium`` dataset and kept beside ``checkpoint``
+    (``NAME.run.pt``), where it outlives the dataset's own collection; without ``checkpoint`` it is
+    trained in memory."""
+    assert spec.scale is not None  # checked by collect()
+    run = replace(spec, collector="medium")  # one run for the three: medium's spec names it
+    run_path = None if checkpoint is None else Path(checkpoint).with_name(f"{run.name}.run.pt")
+    cfg = medium.SCALES[spec.scale]
+    dataset = medium.collect(
+        kind,
+        spec.domain,
+        spec.episodes,
+        spec.episode_steps,
+        spec.seed,
+        cfg,
+        run.name,
+        progress=progress,
+        run_path=run_path,
+    )
+    return dataset.with_meta(spec=asdict(spec), name=spec.name)
+
+
 COLLECTORS: dict[str, Collector] = {
     "random": Collector(
         partial(_collect_open_loop, lambda domain, rng, n: domain.sample_start(rng, n)), 100
@@ -260,6 +309,16 @@ COLLECTORS: dict[str, Collector] = {
         scales=diayn.SCALES,
         resumable=True,
     ),
+    **{
+        kind: Collector(
+            partial(_collect_d4rl_style, kind),
+            medium.SCALES["book"].episodes,
+            scales=medium.SCALES,
+            resumable=True,
+            objective=True,
+        )
+        for kind in medium.KINDS
+    },
 }
 
 
@@ -299,11 +358,7 @@ def default_spec(
     recipe = get_collector(collector)
     _check_scale(collector, scale)
     dom = get_domain(domain)
-    if not recipe.supports(dom):
-        raise ValueError(
-            f"dataset {collector!r} needs the {recipe.sampler!r} state sampler, which domain "
-            f"{domain!r} lacks; its datasets: {collector_names(domain)}"
-        )
+    _check_supports(collector, dom)
     if recipe.scales:
         scale = scale or next(iter(recipe.scales))
         default_episodes = recipe.scales[scale].episodes
@@ -317,6 +372,18 @@ def default_spec(
         seed,
         scale,
     )
+
+
+def _check_supports(collector: str, domain: Domain) -> None:
+    """A collector the domain cannot run is a ValueError naming what it needs and where it runs."""
+    recipe = get_collector(collector)
+    if not recipe.supports(domain):
+        supported = [name for name in domain_names() if recipe.supports(get_domain(name))]
+        raise ValueError(
+            f"dataset {collector!r} needs {recipe.requirement()}, which domain {domain.name!r} "
+            f"lacks; it supports domains {supported}; {domain.name!r}'s datasets: "
+            f"{collector_names(domain.name)}"
+        )
 
 
 def _state_index(model: mujoco.MjModel, signature: int) -> np.ndarray:
@@ -335,6 +402,7 @@ def collect(spec: CollectorSpec, progress: bool = True, checkpoint: Path | None 
     """
     recipe = get_collector(spec.collector)
     _check_scale(spec.collector, spec.scale)
+    _check_supports(spec.collector, get_domain(spec.domain))
     if recipe.scales and spec.scale is None:
         raise ValueError(
             f"dataset {spec.collector!r} needs a scale; valid scales: {list(recipe.scales)}"
@@ -357,6 +425,8 @@ def load_or_collect(
     A cached file that fails its checksum is an error, not silently replaced: pass ``regenerate``.
     A resumable collector (``rnd``) keeps its progress beside the file (``NAME.partial.pt``): an
     interrupted collection continues where it stopped, and the file goes once the dataset is saved.
+    The D4RL-style collectors keep their shared training run there too (``RUN.run.pt``), and it
+    stays: ``regenerate`` remakes the dataset from it (delete it to train again).
     """
     path = (root or data_dir()) / f"{spec.name}.npz"
     partial_path = path.with_name(f"{spec.name}.partial.pt")

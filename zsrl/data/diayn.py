@@ -131,12 +131,18 @@ explore = partial(explorer.explore, agent_class=DIAYNAgent)
 def transition_skills(dataset: Dataset) -> np.ndarray:
     """The skill each transition of a DIAYN dataset was collected under: (n,).
 
-    Read from the meta's table by each row's episode and step, so it holds for subsets too.
+    Read from the meta's table (lanes x segments) by each row's episode and step, so it holds for
+    subsets too. Where episodes end at terminal states, several run in one lane, and the meta
+    gives each episode's lane and first step in it (``lane``, ``start``); else episode e is lane e.
     """
     if "skills" not in dataset.meta:
         raise ValueError(
             f"dataset {dataset.meta.get('name', '')!r} records no skills; only diayn datasets do"
         )
     skills = dataset.meta["skills"]
-    table = np.asarray(skills["table"], dtype=np.int64)  # episodes x segments
-    return table[dataset.episode, dataset.step // skills["steps"]]  # n
+    table = np.asarray(skills["table"], dtype=np.int64)  # lanes x segments
+    lane, step = dataset.episode, dataset.step  # n each
+    if "lane" in skills:
+        step = np.asarray(skills["start"], dtype=np.int64)[lane] + step  # n: step in the lane
+        lane = np.asarray(skills["lane"], dtype=np.int64)[lane]  # n
+    return table[lane, step // skills["steps"]]  # n

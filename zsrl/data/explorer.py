@@ -18,6 +18,20 @@ collector supplies its :class:`IntrinsicReward` (:mod:`zsrl.data.rnd`'s novelty,
   env every ``skill_steps`` steps and kept with each transition in the replay;
 - every network sees observations standardised by running statistics;
 - torch runs on ``threads`` CPU threads inside a forked RNG, so a seed and a scale fix the bytes.
+
+On a domain with terminal states (Gymnasium's Walker2d falls) an episode ends at its first: the
+replay marks the transition ``terminal``, the critics do not bootstrap through it, and that env
+starts its next episode from the start distribution at the next step. Each env still runs for the
+wave's ``episode_steps`` steps, so ``episodes`` counts env runs of that length ("lanes"), a run holds
+``episodes x episode_steps`` transitions whatever the terminals, and the episode in progress when
+a lane ends is marked ``truncation`` (bootstrapping continues): the time limit for an episode that
+began with the lane, the lane's end for one begun after a fall. A domain without terminal states
+runs one episode per lane, as before.
+
+An agent trained on a task instead (:class:`~zsrl.data.medium.TaskAgent`, the online single-task
+agent of the D4RL-style datasets) sets ``task``: each transition is rewarded as it is collected by
+the task's own ``transition_reward`` (Gymnasium's forward reward reads the x position, which the
+observations lack), the replay keeps the rewards and the dataset holds them, with ``reward_task``.
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -38,7 +52,7 @@ from torch import nn
 from tqdm import tqdm
 
 from zsrl.data.dataset import Dataset
-from zsrl.envs import BatchSim, Domain
+from zsrl.envs import BatchSim, Domain, Task
 from zsrl.io import atomic_write_bytes
 from zsrl.nets import mlp
 
@@ -100,10 +114,30 @@ class RunningMoments:
         return np.sqrt(self.var) + 1e-8
 
 
-class Replay:
-    """A ring buffer of the latest ``capacity`` transitions (obs, action, next obs[, skill])."""
+class Batch(NamedTuple):
+    """Replay transitions as tensors; the columns a replay does not keep are None."""
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int, skills: bool = False):
+    obs: torch.Tensor  # batch x O
+    action: torch.Tensor  # batch x A
+    next_obs: torch.Tensor  # batch x O
+    skill: torch.Tensor | None = None  # batch, int64
+    terminal: torch.Tensor | None = None  # batch, bool: the next observation ends its episode
+    reward: torch.Tensor | None = None  # batch: the task's reward, for an agent trained on one
+
+
+class Replay:
+    """A ring buffer of the latest ``capacity`` transitions (obs, action, next obs[, skill]
+    [, terminal][, reward])."""
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        action_dim: int,
+        skills: bool = False,
+        terminals: bool = False,
+        rewards: bool = False,
+    ):
         self.arrays = {
             "obs": np.zeros((capacity, obs_dim), np.float32),  # capacity x O
             "action": np.zeros((capacity, action_dim), np.float32),  # capacity x A
@@ -111,6 +145,10 @@ class Replay:
         }
         if skills:
             self.arrays["skill"] = np.zeros(capacity, np.int64)  # capacity
+        if terminals:
+            self.arrays["terminal"] = np.zeros(capacity, bool)  # capacity
+        if rewards:
+            self.arrays["reward"] = np.zeros(capacity, np.float32)  # capacity
         self.capacity, self.size, self.cursor = capacity, 0, 0
 
     def add(
@@ -119,19 +157,29 @@ class Replay:
         action: np.ndarray,
         next_obs: np.ndarray,
         skill: np.ndarray | None = None,
+        terminal: np.ndarray | None = None,
+        reward: np.ndarray | None = None,
     ) -> None:
-        """Add n transitions (obs (n, O), action (n, A), next obs (n, O), skill (n,) if kept)."""
-        rows = {"obs": obs, "action": action, "next_obs": next_obs, "skill": skill}
+        """Add n transitions (obs (n, O), action (n, A), next obs (n, O); skill, terminal and
+        reward (n,) each, where kept)."""
+        rows = {
+            "obs": obs,
+            "action": action,
+            "next_obs": next_obs,
+            "skill": skill,
+            "terminal": terminal,
+            "reward": reward,
+        }
         index = (self.cursor + np.arange(len(obs))) % self.capacity  # n
         for name, array in self.arrays.items():
             array[index] = rows[name]
         self.cursor = (self.cursor + len(obs)) % self.capacity
         self.size = min(self.size + len(obs), self.capacity)
 
-    def sample(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, ...]:
-        """n transitions drawn uniformly with replacement: (obs, action, next obs[, skill])."""
+    def sample(self, rng: np.random.Generator, n: int) -> Batch:
+        """n transitions drawn uniformly with replacement."""
         index = rng.integers(0, self.size, size=n)  # n
-        return tuple(torch.from_numpy(a[index]) for a in self.arrays.values())
+        return Batch(**{name: torch.from_numpy(a[index]) for name, a in self.arrays.items()})
 
 
 class IntrinsicReward(Protocol):
@@ -155,17 +203,35 @@ class IntrinsicReward(Protocol):
         ...
 
 
+def critic_target(
+    reward: torch.Tensor,
+    next_q: torch.Tensor,
+    discount: float,
+    terminal: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The critics' regression target r + γ Q'(s', a') (batch,), with nothing after a terminal
+    next state (``terminal`` (batch,), bool): there the target is the reward alone. Time limits
+    are not terminal, so without ``terminal`` every row bootstraps."""
+    if terminal is not None:
+        next_q = torch.where(terminal, torch.zeros_like(next_q), next_q)  # batch
+    return reward + discount * next_q  # batch
+
+
 class Explorer:
-    """A deterministic actor and twin critics trained on an intrinsic reward only.
+    """A deterministic actor and twin critics trained on an intrinsic reward, or on a task's.
 
     Subclasses build ``intrinsic`` after calling this constructor (the actor and critics draw their
-    initial weights first), and name their settings' key in the dataset's meta (``name``). With
-    ``skills`` > 0 the actor and critics also see a one-hot skill, fresh every ``skill_steps`` steps.
+    initial weights first), or set ``task`` instead, and name their settings' key in the dataset's
+    meta (``name``). With ``skills`` > 0 the actor and critics also see a one-hot skill, fresh
+    every ``skill_steps`` steps.
     """
 
     name: ClassVar[str]  # the key of the settings in the dataset's meta
     reward_label: ClassVar[str] = "reward"  # what the progress bar calls the intrinsic reward
-    intrinsic: IntrinsicReward
+    intrinsic: IntrinsicReward | None = None
+    # the extrinsic reward plug-in: the task whose ``transition_reward`` rewards each transition as
+    # it is collected, in place of an intrinsic reward
+    task: Task | None = None
 
     def __init__(
         self,
@@ -185,6 +251,11 @@ class Explorer:
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.lr)
         self.obs_moments = RunningMoments((obs_dim,))
 
+    @classmethod
+    def for_domain(cls, domain: Domain, cfg: ExplorerConfig) -> Explorer:
+        """The agent for ``domain``'s observations and actions (an agent of a task picks it here)."""
+        return cls(domain.obs_dim, domain.action_dim, cfg)
+
     def settings(self) -> dict[str, Any]:
         """The hyperparameters as the dataset's meta records them."""
         return {**asdict(self.cfg), "utd": self.cfg.utd}
@@ -192,10 +263,12 @@ class Explorer:
     def parts(self) -> dict[str, Part]:
         """Every network and optimiser by name (what a checkpoint keeps)."""
         names = ("actor", "critics", "actor_target", "critics_target", "actor_opt", "critic_opt")
-        return {**{name: getattr(self, name) for name in names}, **self.intrinsic.parts()}
+        own = {name: getattr(self, name) for name in names}
+        return own if self.intrinsic is None else {**own, **self.intrinsic.parts()}
 
     def moments(self) -> dict[str, RunningMoments]:
-        return {"obs": self.obs_moments, **self.intrinsic.moments()}
+        own = {"obs": self.obs_moments}
+        return own if self.intrinsic is None else {**own, **self.intrinsic.moments()}
 
     def standardize(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (n, O) centred and scaled by the running statistics of all seen so far.
@@ -224,6 +297,7 @@ class Explorer:
 
     def intrinsic_reward(self, obs: np.ndarray, skill: np.ndarray | None = None) -> np.ndarray:
         """The intrinsic reward of raw next observations (n, O) (and skills (n,)): (n,)."""
+        assert self.intrinsic is not None, "an agent trained on a task has no intrinsic reward"
         with torch.no_grad():
             s = self.standardize(torch.from_numpy(obs))  # n x O
             return self.intrinsic.reward(s, None if skill is None else torch.from_numpy(skill))
@@ -241,19 +315,25 @@ class Explorer:
         action: torch.Tensor,
         next_obs: torch.Tensor,
         skill: torch.Tensor | None = None,
+        terminal: torch.Tensor | None = None,
+        reward: torch.Tensor | None = None,
     ) -> None:
         """One gradient step of the intrinsic reward's networks, the critics and the actor on a
-        replay batch."""
+        replay batch (a :class:`Batch`'s columns). The rewards are the batch's own where the replay
+        keeps them (a task's), else the intrinsic reward's; where ``terminal`` the next observation
+        ends its episode and the critics' target does not bootstrap from it."""
         cfg = self.cfg
         s, s_next = self.standardize(obs), self.standardize(next_obs)  # batch x O
-        reward = self.intrinsic.update(s_next, skill)  # batch
+        if reward is None:
+            assert self.intrinsic is not None
+            reward = self.intrinsic.update(s_next, skill)  # batch
         x, x_next = self.condition(s, skill), self.condition(s_next, skill)  # batch x (O [+ K])
         with torch.no_grad():
             noise = torch.randn_like(action) * cfg.target_noise  # batch x A
             noise = noise.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
             next_action = (self.policy(x_next, target=True) + noise).clamp(-1, 1)  # batch x A
             next_q = self.q_values(x_next, next_action, target=True).min(dim=-1).values  # batch
-            target = reward + cfg.discount * next_q  # batch: no terminals, time limits only
+            target = critic_target(reward, next_q, cfg.discount, terminal)  # batch
         q = self.q_values(x, action)  # batch x 2
         critic_loss = F.mse_loss(q, target[:, None].expand_as(q))
         self.critic_opt.zero_grad()
@@ -290,6 +370,11 @@ class Exploration:
         self.noise = self.rho * self.noise + np.sqrt(1 - self.rho**2) * fresh  # std stays scale
         return np.clip(policy_action + self.noise, -1.0, 1.0)  # n x A
 
+    def restart(self, envs: np.ndarray) -> None:
+        """Fresh noise for the k ``envs`` that start a new episode, as a new wave's."""
+        fresh = self.rng.standard_normal((len(envs), self.noise.shape[1]))  # k x A
+        self.noise[envs] = self.scale[envs] * fresh
+
 
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
@@ -305,6 +390,21 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class Monitor(Protocol):
+    """What watches an exploration wave by wave (the online single-task agent's evaluations); its
+    state travels in the exploration's checkpoint."""
+
+    def after_wave(self, agent: Explorer, transitions: int) -> None:
+        """Called after every wave with the agent and the number of transitions so far."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Its state: tensors, numbers, strings and lists or dicts of them (no pickled objects)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 def explore(
     domain: Domain,
     episodes: int,
@@ -315,8 +415,11 @@ def explore(
     progress: bool = True,
     desc: str | None = None,
     checkpoint: Path | None = None,
+    monitor: Monitor | None = None,
+    keep: bool = False,
 ) -> tuple[Dataset, Explorer]:
-    """Run an ``agent_class(obs_dim, action_dim, cfg)`` explorer for ``episodes`` episodes; return its
+    """Run an ``agent_class.for_domain(domain, cfg)`` explorer for ``episodes`` lanes of
+    ``episode_steps`` steps (one episode each where the domain has no terminal states); return its
     transitions and the trained agent.
 
     Deterministic for a seed and a config: numpy draws starts, random actions, noise, skills and
@@ -324,27 +427,44 @@ def explore(
     seeded the same way, on ``cfg.threads`` threads.
 
     The dataset's meta holds the settings (under ``agent_class.name``) and, for an agent with skills,
-    ``skills``: ``steps`` and ``table`` (episodes x segments), the skill each episode followed in each
-    segment of ``steps`` steps.
+    ``skills``: ``steps`` and ``table`` (lanes x segments), the skill each lane followed in each
+    segment of ``steps`` steps (with ``lane`` and ``start``, each episode's lane and first step in
+    it, where episodes end at terminal states). On a domain with terminal states it holds
+    ``terminal`` and ``truncation``; for an agent of a task, the task's ``reward`` of every
+    transition and ``reward_task``.
 
-    With ``checkpoint``, the whole state (agent, optimisers, replay, statistics, both RNGs and the
-    episodes so far) is written there atomically after every wave of ``cfg.envs`` episodes, and a run
-    that finds a checkpoint of the same exploration continues from it: an interrupted long run loses
-    at most one wave, and its result is bitwise the uninterrupted one. The caller removes the file
-    once the dataset is safely written (:func:`zsrl.data.load_or_collect` does).
+    With ``checkpoint``, the whole state (agent, optimisers, replay, statistics, both RNGs, the
+    episodes so far and the ``monitor``'s state) is written there atomically after every wave of
+    ``cfg.envs`` lanes, and a run that finds a checkpoint of the same exploration continues from it:
+    an interrupted long run loses at most one wave, and its result is bitwise the uninterrupted
+    one. The caller removes the file once the dataset is safely written
+    (:func:`zsrl.data.load_or_collect` does). With ``keep`` it is also written after the last wave
+    and is then the finished run's cache: the same call returns its dataset and agent at once.
+    ``monitor.after_wave`` is called after every wave, before the checkpoint.
     """
     E, T = episodes, episode_steps
+    terminates = domain.terminated is not None
     with torch_threads(cfg.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        agent = agent_class(domain.obs_dim, domain.action_dim, cfg)  # the seed's first draws
+        agent = agent_class.for_domain(domain, cfg)  # the seed's first draws
         K = agent.skills
         state = _Progress(
             rng=np.random.default_rng(seed),
             agent=agent,
-            replay=Replay(min(cfg.buffer_size, E * T), domain.obs_dim, domain.action_dim, K > 0),
+            replay=Replay(
+                min(cfg.buffer_size, E * T),
+                domain.obs_dim,
+                domain.action_dim,
+                skills=K > 0,
+                terminals=terminates,
+                rewards=agent.task is not None,
+            ),
             physics=np.empty((E, T + 1, BatchSim(domain, 0).state_size)),
             actions=np.empty((E, T, domain.action_dim), np.float32),
             skills=np.zeros((E, -(-T // (agent.skill_steps or T)) if K else 0), np.int64),
+            rewards=np.empty((E, T)) if agent.task is not None else None,
+            restarts=[] if terminates else None,
+            monitor=monitor,
         )
         identity = {
             "domain": domain.name,
@@ -353,6 +473,8 @@ def explore(
             "seed": seed,
             **asdict(cfg),
         }
+        if terminates:  # explorations before terminals were honoured must not resume here
+            identity["episodes_end_at_terminals"] = True
         if checkpoint is not None and Path(checkpoint).exists():
             _load_progress(Path(checkpoint), identity, state)
         bar = tqdm(
@@ -366,10 +488,16 @@ def explore(
             hi = min(lo + cfg.envs, E)
             _wave(domain, state, lo, hi, bar)
             state.next_episode = hi
-            if checkpoint is not None and hi < E:
+            if monitor is not None:
+                monitor.after_wave(agent, state.seen)
+            if checkpoint is not None and (hi < E or keep):
                 _save_progress(Path(checkpoint), identity, state)
         bar.close()
     return _dataset(domain, state), agent
+
+
+# One lane's restart after a terminal state: (lane, step of the wave, the new episode's start (P,))
+Restart = tuple[int, int, np.ndarray]
 
 
 @dataclass
@@ -379,9 +507,15 @@ class _Progress:
     rng: np.random.Generator
     agent: Explorer
     replay: Replay
-    physics: np.ndarray  # episodes x (steps + 1) x P
-    actions: np.ndarray  # episodes x steps x A
-    skills: np.ndarray  # episodes x segments (no columns for an agent without skills)
+    # lanes x (steps + 1) x P: each lane's start, then its state after each step
+    physics: np.ndarray
+    actions: np.ndarray  # lanes x steps x A
+    skills: np.ndarray  # lanes x segments (no columns for an agent without skills)
+    rewards: np.ndarray | None = None  # lanes x steps: the task's rewards (an agent of a task)
+    # where a lane started a new episode after a terminal state (None: a domain without them); the
+    # state before that step is the new start, not ``physics``' terminal state
+    restarts: list[Restart] | None = None
+    monitor: Monitor | None = None
     next_episode: int = 0
     seen: int = 0  # transitions so far
     vector_steps: int = 0
@@ -419,6 +553,16 @@ def _save_progress(path: Path, identity: dict, state: _Progress) -> None:
     }
     if agent.skills:
         payload["skills"] = torch.from_numpy(state.skills[:done].copy())
+    if state.rewards is not None:
+        payload["rewards"] = torch.from_numpy(state.rewards[:done].copy())
+    if state.restarts is not None:
+        P = state.physics.shape[-1]
+        payload["restarts"] = {
+            "index": torch.tensor([(e, t) for e, t, _ in state.restarts], dtype=torch.int64),
+            "states": torch.from_numpy(np.array([s for *_, s in state.restarts]).reshape(-1, P)),
+        }
+    if state.monitor is not None:
+        payload["monitor"] = state.monitor.state_dict()
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -439,6 +583,13 @@ def _load_progress(path: Path, identity: dict, state: _Progress) -> None:
     state.actions[:done] = payload["actions"].numpy()
     if state.agent.skills:
         state.skills[:done] = payload["skills"].numpy()
+    if state.rewards is not None:
+        state.rewards[:done] = payload["rewards"].numpy()
+    if state.restarts is not None:
+        index, starts = payload["restarts"]["index"].tolist(), payload["restarts"]["states"].numpy()
+        state.restarts[:] = [(e, t, start) for (e, t), start in zip(index, starts, strict=True)]
+    if state.monitor is not None:
+        state.monitor.load_state_dict(payload["monitor"])
     for name, part in state.agent.parts().items():
         part.load_state_dict(payload["networks"][name])
     for name, m in state.agent.moments().items():
@@ -453,7 +604,7 @@ def _load_progress(path: Path, identity: dict, state: _Progress) -> None:
 
 
 def _wave(domain: Domain, state: _Progress, lo: int, hi: int, bar: tqdm) -> None:
-    """Run episodes lo to hi (one env each) from start to end, learning as the agent goes."""
+    """Run lanes lo to hi (one env each) for the wave's steps, learning as the agent goes."""
     agent, cfg, rng, replay = state.agent, state.agent.cfg, state.rng, state.replay
     physics, actions, T, A = state.physics, state.actions, state.actions.shape[1], domain.action_dim
     K, every = agent.skills, agent.skill_steps or T
@@ -461,6 +612,7 @@ def _wave(domain: Domain, state: _Progress, lo: int, hi: int, bar: tqdm) -> None
     sim.set_states(domain.sample_start(rng, hi - lo))
     physics[lo:hi, 0] = sim.states()
     obs = domain.observe(physics[lo:hi, 0])  # n x O
+    before = physics[lo:hi, 0]  # n x P: the states the step starts from
     agent.obs_moments.update(obs)
     behaviour = Exploration(cfg, hi - lo, A, rng)
     skill = None
@@ -475,15 +627,53 @@ def _wave(domain: Domain, state: _Progress, lo: int, hi: int, bar: tqdm) -> None
         action = action.astype(np.float32)  # stored exactly as stepped
         physics[lo:hi, t + 1] = sim.step(action.astype(np.float64))
         actions[lo:hi, t] = action
-        next_obs = domain.observe(physics[lo:hi, t + 1])  # n x O
-        replay.add(obs, action, next_obs, skill)
+        after = physics[lo:hi, t + 1]  # n x P
+        next_obs = domain.observe(after)  # n x O
+        terminal = None if state.restarts is None else domain.terminated(after)  # n
+        reward = None
+        if agent.task is not None:  # the extrinsic reward, from the physics on both sides
+            reward = agent.task.transition_reward(before, action, after)  # n
+            state.rewards[lo:hi, t] = reward
+        replay.add(obs, action, next_obs, skill, terminal, reward)
         agent.obs_moments.update(next_obs)
-        obs, state.seen, state.vector_steps = next_obs, state.seen + hi - lo, state.vector_steps + 1
+        obs, before = next_obs, after
+        if terminal is not None and terminal.any() and t + 1 < T:
+            obs, before = _restart(domain, state, sim, behaviour, lo, t + 1, terminal, obs, after)
+        state.seen, state.vector_steps = state.seen + hi - lo, state.vector_steps + 1
         if state.seen >= cfg.random_steps and state.vector_steps % cfg.update_every == 0:
             for _ in range(cfg.updates):
                 agent.update(*replay.sample(rng, cfg.batch_size))
         bar.update(hi - lo)
-    bar.set_postfix({agent.reward_label: f"{agent.intrinsic_reward(obs, skill).mean():.3g}"})
+    if agent.intrinsic is not None:
+        bar.set_postfix({agent.reward_label: f"{agent.intrinsic_reward(obs, skill).mean():.3g}"})
+    elif state.rewards is not None:
+        bar.set_postfix({agent.reward_label: f"{state.rewards[lo:hi].mean():.3g}"})
+
+
+def _restart(
+    domain: Domain,
+    state: _Progress,
+    sim: BatchSim,
+    behaviour: Exploration,
+    lo: int,
+    t: int,
+    terminal: np.ndarray,
+    obs: np.ndarray,
+    after: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start the next episode, from the start distribution, in the wave's envs whose episode has
+    just ended at a terminal state (``terminal`` (n,)), before step ``t``; return the observations
+    (n, O) and physics states (n, P) that step starts from."""
+    envs = np.flatnonzero(terminal)  # k
+    sim.set_states(domain.sample_start(state.rng, len(envs)), envs)
+    starts = sim.states()[envs]  # k x P
+    assert state.restarts is not None
+    state.restarts.extend((lo + int(e), t, start) for e, start in zip(envs, starts, strict=True))
+    obs, before = obs.copy(), after.copy()  # n x O, n x P
+    obs[envs], before[envs] = domain.observe(starts), starts
+    state.agent.obs_moments.update(obs[envs])
+    behaviour.restart(envs)
+    return obs, before
 
 
 def _dataset(domain: Domain, state: _Progress) -> Dataset:
@@ -491,15 +681,38 @@ def _dataset(domain: Domain, state: _Progress) -> Dataset:
     agent, (E, T, A) = state.agent, state.actions.shape
     flat_physics = state.physics[:, :-1].reshape(E * T, -1)
     flat_next = state.physics[:, 1:].reshape(E * T, -1)
+    episode = np.repeat(np.arange(E, dtype=np.int32), T)
     meta: dict[str, Any] = {agent.name: agent.settings()}
     if agent.skills:
         meta["skills"] = {"steps": agent.skill_steps or T, "table": state.skills.tolist()}
+    flags: dict[str, np.ndarray] = {}
+    if state.restarts is not None:
+        before = state.physics[:, :-1].copy()  # E x T x P
+        first = np.zeros((E, T), bool)  # E x T: the step starts an episode
+        first[:, 0] = True
+        for e, t, start in state.restarts:
+            before[e, t], first[e, t] = start, True
+        done = domain.terminated(state.physics[:, 1:])  # E x T
+        assert np.array_equal(first[:, 1:], done[:, :-1]), "a lane went on past a terminal state"
+        flat_physics = before.reshape(E * T, -1)
+        episode = (np.cumsum(first) - 1).astype(np.int32)  # E * T, row-major
+        last = np.zeros((E, T), bool)  # E x T: each lane's last step
+        last[:, -1] = True
+        flags["terminal"], flags["truncation"] = done.ravel(), (last & ~done).ravel()
+        if agent.skills:
+            lane, step = np.nonzero(first)  # each episode's lane and first step, in episode order
+            meta["skills"].update(lane=lane.tolist(), start=step.tolist())
+    if state.rewards is not None:
+        assert agent.task is not None
+        flags["reward"] = state.rewards.reshape(E * T).astype(np.float32)
+        meta["reward_task"] = agent.task.name
     return Dataset(
         observation=domain.observe(flat_physics),
         action=state.actions.reshape(E * T, A),
         next_observation=domain.observe(flat_next),
         physics=flat_physics,
         next_physics=flat_next,
-        episode=np.repeat(np.arange(E, dtype=np.int32), T),
+        episode=episode,
         meta=meta,
+        **flags,
     )

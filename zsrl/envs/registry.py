@@ -146,8 +146,10 @@ class BatchSim:
         self.datas = [mujoco.MjData(self.model) for _ in range(n)]
         self.state_size = mujoco.mj_stateSize(self.model, PHYSICS_STATE)
 
-    def set_states(self, states: np.ndarray) -> None:
-        for data, state in zip(self.datas, states, strict=True):
+    def set_states(self, states: np.ndarray, copies: np.ndarray | None = None) -> None:
+        """Set the physics states (n, P) of every copy, or (k, P) of the k ``copies`` named."""
+        datas = self.datas if copies is None else [self.datas[i] for i in copies]
+        for data, state in zip(datas, states, strict=True):
             mujoco.mj_resetData(self.model, data)
             mujoco.mj_setState(self.model, data, state, PHYSICS_STATE)
             mujoco.mj_forward(self.model, data)
