@@ -15,6 +15,7 @@ from zsrl.results import (
     summarize,
 )
 from zsrl.stats import (
+    aggregate_replicates,
     aggregate_with_ci,
     iqm,
     mean,
@@ -119,6 +120,19 @@ def test_aggregate_with_ci_points_intervals_and_speed():
         assert low <= point <= high and low < high
     # the IQM shares stratified_bootstrap_ci's replicates for the same seed
     assert out["iqm"] == pytest.approx(stratified_bootstrap_ci(scores, iqm, reps=2_000))
+
+
+def test_aggregate_replicates_are_the_intervals_replicates():
+    scores = np.random.default_rng(6).normal(500, 200, size=(5, 4))
+    out = aggregate_with_ci(scores, reps=1_000, seed=3, threshold=1000.0)
+    for metric in ("iqm", "median", "optimality_gap"):
+        replicates = aggregate_replicates(scores, metric, reps=1_000, seed=3, threshold=1000.0)
+        assert replicates.shape == (1_000,)
+        assert np.percentile(replicates, [2.5, 97.5]) == pytest.approx(out[metric][1:])
+    with pytest.raises(ValueError, match="unknown metric 'mode'; known"):
+        aggregate_replicates(scores, "mode")
+    with pytest.raises(ValueError, match="optimality_gap needs a threshold"):
+        aggregate_replicates(scores, "optimality_gap")
 
 
 def test_aggregate_intervals_shrink_as_runs_are_added():

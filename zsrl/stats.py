@@ -221,14 +221,7 @@ def aggregate_with_ci(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; known: {list(METRICS)}")
-    if "optimality_gap" in metrics and threshold is None:
-        raise ValueError("optimality_gap needs a threshold in the scores' units, e.g. 1000 or 1.0")
-    rows_of = {
-        "iqm": _iqm_rows,
-        "mean": _mean_rows,
-        "median": _median_rows,
-        "optimality_gap": lambda rows: _optimality_gap_rows(rows, float(threshold)),
-    }
+    rows_of = {metric: _metric_rows(metric, threshold) for metric in metrics}
     runs, tasks = scores.shape
     index = _bootstrap_index(np.random.default_rng(seed), runs, tasks, reps)
     resampled = _resample(scores, index)  # reps x runs x tasks
@@ -238,6 +231,41 @@ def aggregate_with_ci(
         low, high = _percentile_interval(rows_of[metric](resampled), confidence)
         out[metric] = (float(point), float(low), float(high))
     return out
+
+
+def _metric_rows(metric: str, threshold: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The replicate function of a metric named in ``METRICS``, or a ValueError."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {list(METRICS)}")
+    if metric == "optimality_gap":
+        if threshold is None:
+            raise ValueError(
+                "optimality_gap needs a threshold in the scores' units, e.g. 1000 or 1.0"
+            )
+        return lambda rows: _optimality_gap_rows(rows, float(threshold))
+    return {"iqm": _iqm_rows, "mean": _mean_rows, "median": _median_rows}[metric]
+
+
+def aggregate_replicates(
+    scores: np.ndarray,
+    metric: str = "iqm",
+    reps: int = 2_000,
+    seed: int = 0,
+    threshold: float | None = None,
+) -> np.ndarray:
+    """The ``reps`` stratified-bootstrap replicates of one aggregate metric over a runs x tasks array.
+
+    The same replicates as :func:`aggregate_with_ci` draws with this ``seed``. They give intervals of
+    quantities that combine several methods' aggregates, such as a difference of two IQMs: draw each
+    method's replicates with its own seed (independent resampling), combine them replicate by
+    replicate, and take the percentile interval of the result.
+    """
+    scores = _as_runs_by_tasks(scores)
+    _check_bootstrap(reps, 0.95)
+    rows = _metric_rows(metric, threshold)
+    runs, tasks = scores.shape
+    index = _bootstrap_index(np.random.default_rng(seed), runs, tasks, reps)
+    return rows(_resample(scores, index))  # reps
 
 
 # ---------------------------------------------------------------------------------------------------
