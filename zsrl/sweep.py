@@ -128,6 +128,18 @@ class Grid:
     def __len__(self) -> int:
         return len(self.cells)
 
+    def blocks(self) -> list[list[Cell]]:
+        """The cells of each ``[[block]]`` of the grid file, in its order; a cell that two blocks
+        share is in both. A grid made without a file's text is one block."""
+        if not self.text:
+            return [list(self.cells)]
+        data = tomllib.loads(self.text)
+        top = {key: value for key, value in data.items() if key != "block"}
+        return [
+            parse_grid({**top, "block": [block]}, f"{self.path or 'grid'}, block {number}")
+            for number, block in enumerate(data["block"], 1)
+        ]
+
     def select(self, patterns: Iterable[str] | None) -> list[Cell]:
         """The cells whose directory names match any of the shell-style ``patterns`` (``fb_*``,
         ``*_seed[0-2]``), in the file's order; None: every cell. A pattern that matches no cell is
