@@ -55,7 +55,7 @@ OVERESTIMATION_SIZES = (1_000, 10_000, 100_000)  # paper Figure 2 (reference: re
 ABLATION_SIZES = (10_000, 100_000, 1_000_000)  # paper Figure 6 starts at 100k
 EVALUATIONS = ("best", "last")
 
-# The paper's claims that the maze grid tests (C5 is not among them), as the chapter states them.
+# The paper's claims that the maze grid tests, as the chapter states them.
 CLAIMS = {
     "C1": "FB's values grow as the data shrink or narrow (Figure 2)",
     "C2": "on the didactic maze the conservative variants reach goals that FB cannot (Figure 3)",
