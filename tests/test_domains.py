@@ -189,11 +189,13 @@ def test_random_collection_steps_as_batch_simulation_does(random_data):
         np.testing.assert_allclose(data.next_physics[rows], expected, rtol=0, atol=1e-9)
 
 
-def test_forward_backward_trains_and_evaluates_every_task(random_data, tmp_path):
-    """FB trains 20 updates on the random data, from the command line, and evaluates every task."""
+def test_forward_backward_trains_and_evaluates(random_data, tmp_path):
+    """FB trains 20 updates on the random data, from the command line, and evaluates the domain's
+    first and last tasks."""
     name, data, _, root = random_data
     domain = get_domain(name)
-    tasks = list(domain.tasks)
+    names = list(domain.tasks)
+    tasks = list(dict.fromkeys([names[0], names[-1]]))  # one or two
     out = tmp_path / "run"
     settings = [f"data.episodes={EPISODES}", "train.steps=20", "train.eval_every=20"]
     settings += ["train.log_every=10", "train.checkpoint_every=20", "eval.episodes=1"]
