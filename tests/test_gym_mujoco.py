@@ -1,26 +1,27 @@
 """Gymnasium's Walker2d-v5 and HalfCheetah-v5 as domains: observations, rewards, terminations,
 stepping and starts agree with Gymnasium's environments on the same trajectories, and the domains
-collect (ending episodes at terminal states), train, evaluate (with D4RL's normalised score) and
-read D4RL files."""
+collect (ending episodes at terminal states), evaluate (with D4RL's normalised score) and read D4RL
+files. What every domain meets alike (random collection, training) is tested in test_domains.py."""
 
 from __future__ import annotations
 
 import gymnasium
 import h5py
-import mujoco
 import numpy as np
 import pytest
 import torch
+from environment_episodes import (
+    assert_batch_simulation_steps_as_the_environment,
+    assert_rewards_are_the_environments,
+)
 
-from zsrl.cli import main
 from zsrl.config import apply_overrides, preset
 from zsrl.data import DatasetError, collect, default_spec, get_source
 from zsrl.data.readers import D4RL_REFERENCE_RETURNS, d4rl_domain, d4rl_normalized_score
-from zsrl.envs import BatchSim, get_domain
+from zsrl.envs import get_domain
 from zsrl.envs.gym_mujoco import ENVIRONMENTS, TASK, start_states
-from zsrl.envs.registry import PHYSICS_STATE
+from zsrl.envs.registry import physics_state
 from zsrl.evaluate import evaluate
-from zsrl.train import Trainer
 
 DOMAINS = ("walker2d", "halfcheetah")
 STEPS = 200
@@ -30,11 +31,9 @@ def make_env(domain: str) -> gymnasium.Env:
     return gymnasium.make(ENVIRONMENTS[domain].env_id)
 
 
-def physics_state(env: gymnasium.Env) -> np.ndarray:
-    model, data = env.unwrapped.model, env.unwrapped.data
-    out = np.empty(mujoco.mj_stateSize(model, PHYSICS_STATE))  # P
-    mujoco.mj_getState(model, data, out, PHYSICS_STATE)
-    return out
+def gym_state(env: gymnasium.Env) -> np.ndarray:
+    """The physics state (P,) of a Gymnasium MuJoCo environment."""
+    return physics_state(env.unwrapped.model, env.unwrapped.data)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +46,14 @@ def episodes() -> dict[str, dict[str, np.ndarray]]:
         env = make_env(name)
         rng = np.random.default_rng(k)
         obs, _ = env.reset(seed=k)
-        run = dict(states=[physics_state(env)], observations=[obs], actions=[], rewards=[])
+        run = dict(states=[gym_state(env)], observations=[obs], actions=[], rewards=[])
         run["terminated"] = []
         for _ in range(STEPS):
             action = rng.uniform(-1.0, 1.0, size=6)  # 6
             obs, reward, terminated, _, _ = env.unwrapped.step(action)
             for key, value in zip(
                 ("states", "observations", "actions", "rewards", "terminated"),
-                (physics_state(env), obs, action, reward, terminated),
+                (gym_state(env), obs, action, reward, terminated),
                 strict=True,
             ):
                 run[key].append(value)
@@ -73,7 +72,7 @@ def test_sizes_timing_and_model_are_gymnasiums(name):
     assert domain.episode_steps == env.spec.max_episode_steps == 1000
     assert domain.obs_dim == env.observation_space.shape[0] == 17
     assert domain.action_dim == env.action_space.shape[0] == 6
-    assert len(physics_state(env)) == unwrapped.model.nq + unwrapped.model.nv
+    assert len(gym_state(env)) == unwrapped.model.nq + unwrapped.model.nv
     assert list(domain.tasks) == [TASK] and domain.task(TASK).reward_needs_state
     assert domain.d4rl_name == name and d4rl_domain(f"{name}-medium-v2") == name
     assert domain.max_return == D4RL_REFERENCE_RETURNS[name][1]
@@ -94,14 +93,7 @@ def test_observations_are_the_environments(episodes, name):
 def test_rewards_and_terminations_are_the_environments_at_every_step(episodes, name):
     run, domain = episodes[name], get_domain(name)
     task = domain.task(TASK)
-    ours = task.transition_reward(run["states"][:-1], run["actions"], run["states"][1:])  # STEPS
-    np.testing.assert_allclose(ours, run["rewards"], rtol=0, atol=1e-12)
-    batched = task.transition_reward(  # vectorised over any leading shape
-        run["states"][:-1].reshape(2, STEPS // 2, -1),
-        run["actions"].reshape(2, -1, 6),
-        run["states"][1:].reshape(2, STEPS // 2, -1),
-    )
-    np.testing.assert_array_equal(batched, ours.reshape(2, -1))
+    assert_rewards_are_the_environments(task, run)
     with pytest.raises(ValueError, match="needs the physics state before the step"):
         task.reward(run["states"][1:], run["actions"])
     if name == "walker2d":
@@ -122,17 +114,12 @@ def test_walker2d_health_is_the_environments_at_its_bounds():
             qpos = unwrapped.init_qpos.copy()
             qpos[1:3] = z, angle
             unwrapped.set_state(qpos, qvel)
-            assert bool(domain.terminated(physics_state(env))) == (not unwrapped.is_healthy)
+            assert bool(domain.terminated(gym_state(env))) == (not unwrapped.is_healthy)
 
 
 @pytest.mark.parametrize("name", DOMAINS)
 def test_batch_simulation_steps_as_the_environment_does(episodes, name):
-    run = episodes[name]
-    sim = BatchSim(get_domain(name), 1)
-    sim.set_states(run["states"][:1])
-    for t in range(STEPS):
-        after = sim.step(run["actions"][t : t + 1])  # 1 x P
-        np.testing.assert_allclose(after[0], run["states"][t + 1], rtol=0, atol=1e-9)
+    assert_batch_simulation_steps_as_the_environment(get_domain(name), [episodes[name]])
 
 
 @pytest.mark.parametrize("name", DOMAINS)
@@ -141,12 +128,10 @@ def test_starts_are_the_environments_resets(name):
     resets = []
     for k in range(3):
         env.reset(seed=5 if k == 0 else None)
-        resets.append(physics_state(env))
+        resets.append(gym_state(env))
     np.testing.assert_array_equal(start_states(5, 3, ENVIRONMENTS[name]), np.array(resets))
     domain = get_domain(name)
     first = domain.sample_start(np.random.default_rng(0), 20)  # 20 x P
-    np.testing.assert_array_equal(first, domain.sample_start(np.random.default_rng(0), 20))
-    assert not np.array_equal(first, domain.sample_start(np.random.default_rng(1), 20))
     assert len(np.unique(first[:, 0])) == 20  # every reset draws its own noise
 
 
@@ -175,16 +160,11 @@ def test_random_collection_ends_walker2d_episodes_at_terminal_states():
         env.unwrapped.set_state(data.physics[rows[0], :nq], data.physics[rows[0], nq:])
         for t, row in enumerate(rows):
             obs, reward, terminated, _, _ = env.unwrapped.step(actions[e, t])
-            np.testing.assert_allclose(physics_state(env), data.next_physics[row], atol=1e-9)
+            np.testing.assert_allclose(gym_state(env), data.next_physics[row], atol=1e-9)
             assert terminated == data.terminal[row]
             rewards[row] = reward
     # relabelled from the stored physics states and the float32 actions the dataset holds
     np.testing.assert_allclose(data.rewards(task), rewards, rtol=1e-5, atol=1e-5)
-
-
-def test_random_collection_of_halfcheetah_runs_to_the_time_limit():
-    data = collect(default_spec("halfcheetah", "random", episodes=1), progress=False)
-    assert len(data) == 1000 and data.terminal is None and data.truncation is None
 
 
 class LinearPolicy:
@@ -227,27 +207,6 @@ def test_evaluation_returns_are_the_environments_until_termination(name):
         assert max(lengths) < domain.episode_steps and len(set(lengths)) > 1
     assert result.normalized_score == pytest.approx(d4rl_normalized_score(name, result.score))
     assert result.to_dict()["normalized_score"] == result.normalized_score
-
-
-def test_forward_backward_trains_and_evaluates_on_walker2d(tmp_path):
-    settings = ["data.name='random'", "data.episodes=5", "train.steps=20", "train.eval_every=10"]
-    settings += ["train.log_every=10", "train.checkpoint_every=10", "eval.episodes=1"]
-    cfg = apply_overrides(preset("fb", "walker2d", "quick"), settings)
-    cfg.validate()
-    record = Trainer(cfg, tmp_path / "run", data_root=tmp_path / "data", progress=False).run()
-    assert record["complete"] and record["domain"] == "walker2d" and record["tasks"] == [TASK]
-    assert 5 <= record["dataset"]["transitions"] < 5 * 1000  # episodes end when the walker falls
-    result = record["evaluations"][-1]["tasks"][TASK]
-    assert len(result["returns"]) == 1
-    assert result["normalized_score"] == pytest.approx(
-        d4rl_normalized_score("walker2d", result["score"])
-    )
-
-
-def test_cli_collects_halfcheetah(capsys, tmp_path):
-    argv = ["collect", "--domain", "halfcheetah", "--dataset", "random", "--episodes", "2"]
-    assert main([*argv, "--data-dir", str(tmp_path)]) == 0
-    assert "2000 transitions" in capsys.readouterr().out
 
 
 def test_d4rl_files_are_read_as_their_domains_data(tmp_path):

@@ -1,7 +1,8 @@
-"""The jaco domain against dm_control: observations, rewards, stepping and starts agree with the
-tasks' composer environments, a step with dm_control's own reach environment under ExORL's action
-scaling, the rewards with ExORL's formula and targets; and the domain collects, trains and
-evaluates."""
+"""The jaco domain against dm_control: observations, rewards and stepping agree with the tasks'
+composer environments, a step with dm_control's own reach environment under ExORL's action scaling,
+the rewards with ExORL's formula and targets, starts are dm_control's. What every domain meets alike
+(sizes, random collection, training) is tested in test_domains.py, that the starts are every task's
+resets in test_dm_control_domain.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import pytest
 from dm_control import manipulation
 from dm_control.suite.wrappers import action_scale
 from dm_control.utils import inverse_kinematics
+from environment_episodes import (
+    assert_batch_simulation_steps_as_the_environment,
+    assert_rewards_are_the_environments,
+    dm_control_episodes,
+    dm_control_state,
+)
 
-from zsrl.config import apply_overrides, preset
-from zsrl.data import collect, default_spec
 from zsrl.envs import BatchSim, get_domain
-from zsrl.envs.jaco import TASKS, load, start_states
+from zsrl.envs.jaco import TASKS, load
 from zsrl.envs.registry import PHYSICS_STATE
-from zsrl.train import Trainer
 
 STEPS = 250  # a whole episode
 OBSERVABLES = [  # the environment's observation, in order (dm_control; ExORL flattens it)
@@ -39,65 +43,31 @@ EXORL_TARGETS = {  # custom_dmc_tasks/jaco.py's TASKS
 }
 
 
-def physics_state(env) -> np.ndarray:
-    physics = env.physics
-    out = np.empty(mujoco.mj_stateSize(physics.model.ptr, PHYSICS_STATE))  # P
-    mujoco.mj_getState(physics.model.ptr, physics.data.ptr, out, PHYSICS_STATE)
-    return out
-
-
-def flat_observation(timestep) -> np.ndarray:
-    obs = timestep.observation
-    assert list(obs) == OBSERVABLES
-    return np.concatenate([np.ravel(obs[key]) for key in obs])  # 42
+def pinch_position(physics) -> np.ndarray:
+    """The pinch site's position (3)."""
+    return physics.named.data.site_xpos[PINCH]
 
 
 @pytest.fixture(scope="module")
 def episodes() -> dict[str, dict[str, np.ndarray]]:
-    """Per task: a dm_control episode of STEPS random actions in [-1, 1], its physics states
-    (STEPS + 1 x P), actions (STEPS x 9), observations (STEPS + 1 x 42), rewards (STEPS), the pinch
-    site's positions (STEPS x 3), the target site's position (3) and the environment."""
-    out = {}
-    for k, task in enumerate(TASKS):
-        env = load(task, seed=k)
-        rng = np.random.default_rng(k)
-        timestep = env.reset()
-        states, observations, rewards, actions, tcp = [physics_state(env)], [], [], [], []
-        observations.append(flat_observation(timestep))
-        for _ in range(STEPS):
-            assert not timestep.last()
-            action = rng.uniform(-1.0, 1.0, size=9)  # 9
-            timestep = env.step(action)
-            tcp.append(env.physics.named.data.site_xpos[PINCH].copy())
-            states.append(physics_state(env))
-            observations.append(flat_observation(timestep))
-            rewards.append(timestep.reward)
-            actions.append(action)
-        assert timestep.last()  # 10 s
-        out[task] = dict(
-            states=np.array(states),
-            actions=np.array(actions),
-            observations=np.array(observations),
-            rewards=np.array(rewards),
-            tcp=np.array(tcp),
-            target=env.physics.named.data.site_xpos["target_site"].copy(),
-            env=env,
-        )
+    """Per task: a dm_control episode of STEPS random actions in [-1, 1], the whole of its 10 s,
+    with the pinch site's positions (``tcp``, STEPS x 3) and the target site's position (3)."""
+    out = dm_control_episodes(load, TASKS, STEPS, OBSERVABLES, pinch_position)
+    for run in out.values():
+        assert run["last"][-1] and not run["last"][:-1].any()  # 10 s
+        run["tcp"] = run.pop("measures")
+        run["target"] = run["env"].physics.named.data.site_xpos["target_site"].copy()
     return out
 
 
 def test_sizes_and_timing_are_dm_controls():
+    """(test_domains.py checks the sizes against the environment's.)"""
     domain = get_domain("jaco")
     env = load("reach_top_left", seed=0)
-    assert domain.physics_steps * domain.model().opt.timestep == pytest.approx(
-        env.control_timestep()
-    )
-    assert domain.physics_steps == round(env.control_timestep() / env.physics.timestep()) == 20
+    assert (domain.physics_steps, domain.action_dim, domain.obs_dim) == (20, 9, 42)
     assert domain.episode_steps * env.control_timestep() == pytest.approx(10.0)
     spec = env.action_spec()
-    assert domain.action_dim == spec.shape[0] == 9
     assert np.all(spec.minimum == -1.0) and np.all(spec.maximum == 1.0)
-    assert domain.obs_dim == sum(np.prod(s.shape) for s in env.observation_spec().values()) == 42
     assert mujoco.mj_stateSize(domain.model(), PHYSICS_STATE) == 18
     assert set(domain.tasks) == set(EXORL_TARGETS) and domain.max_return == 250
     assert all(task.goal_observation is None for task in domain.tasks.values())
@@ -136,13 +106,7 @@ def test_torques_are_dm_controls_after_a_reset(episodes):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_rewards_are_the_environments_at_every_step(episodes, task):
-    run = episodes[task]
-    reward = get_domain("jaco").task(task).reward
-    ours = reward(run["states"][1:], run["actions"])  # STEPS
-    np.testing.assert_allclose(ours, run["rewards"], rtol=0, atol=1e-12)
-    # vectorised over any leading shape
-    batched = reward(run["states"][1:].reshape(2, STEPS // 2, -1), run["actions"].reshape(2, -1, 9))
-    np.testing.assert_array_equal(batched, ours.reshape(2, -1))
+    assert_rewards_are_the_environments(get_domain("jaco").task(task), episodes[task])
 
 
 def test_rewards_are_exorls_formula_at_exorls_targets(episodes):
@@ -165,7 +129,7 @@ def test_each_task_rewards_its_own_target():
     for target in EXORL_TARGETS.values():
         result = inverse_kinematics.qpos_from_site_pose(env.physics, PINCH, target_pos=target)
         assert result.success
-        state = physics_state(env)
+        state = dm_control_state(env)
         state[: len(result.qpos)] = result.qpos
         states.append(state)
     states = np.array(states)  # 4 x P: one per target
@@ -177,12 +141,7 @@ def test_each_task_rewards_its_own_target():
 
 def test_batch_simulation_steps_as_the_environment_does(episodes):
     runs = [episodes[task] for task in TASKS]
-    sim = BatchSim(get_domain("jaco"), len(runs))
-    sim.set_states(np.stack([run["states"][0] for run in runs]))
-    for t in range(STEPS):
-        after = sim.step(np.stack([run["actions"][t] for run in runs]))  # 4 x P
-        expected = np.stack([run["states"][t + 1] for run in runs])  # 4 x P
-        np.testing.assert_allclose(after, expected, rtol=0, atol=1e-9)
+    assert_batch_simulation_steps_as_the_environment(get_domain("jaco"), runs)
 
 
 def test_a_step_is_dm_controls_under_exorls_action_scaling(episodes):
@@ -202,20 +161,12 @@ def test_a_step_is_dm_controls_under_exorls_action_scaling(episodes):
             theirs.physics.set_state(state)
         theirs.physics.forward()  # reset_context's runs without actuation: no actuator velocities
         theirs.step(action)
-        np.testing.assert_allclose(physics_state(theirs), after, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(dm_control_state(theirs), after, rtol=0, atol=1e-9)
 
 
-def test_starts_are_dm_controls_resets():
-    env = load("reach_bottom_right", seed=5)
-    resets = []
-    for _ in range(3):
-        env.reset()
-        resets.append(physics_state(env))
-    np.testing.assert_array_equal(start_states(5, 3), np.array(resets))
+def test_starts_are_closed_hands_pointing_down_at_rest():
     domain = get_domain("jaco")
     first = domain.sample_start(np.random.default_rng(0), 10)  # 10 x P
-    np.testing.assert_array_equal(first, domain.sample_start(np.random.default_rng(0), 10))
-    assert not np.array_equal(first, domain.sample_start(np.random.default_rng(1), 10))
     model = domain.model()
     qpos, qvel = first[:, : model.nq], first[:, model.nq :]
     assert np.all(qvel == 0)
@@ -230,33 +181,3 @@ def test_starts_are_dm_controls_resets():
         tcp = data.site(PINCH)
         assert np.all(np.abs(tcp.xpos[:2]) <= 0.2 + 1e-6) and 0.02 - 1e-6 <= tcp.xpos[2] <= 0.4
         assert tcp.xmat[8] == pytest.approx(-1.0, abs=1e-6)  # pointing down
-
-
-def test_random_collection_steps_as_batch_simulation_does():
-    data = collect(default_spec("jaco", "random", episodes=2), progress=False)
-    T = 250
-    assert len(data) == 2 * T and data.observation.shape == (2 * T, 42)
-    domain = get_domain("jaco")
-    np.testing.assert_array_equal(data.observation[:5], domain.observe(data.physics[:5]))
-    # the collector's float64 actions, of which it stores float32 copies: its generator's first draw
-    actions = np.random.default_rng(0).uniform(-1.0, 1.0, size=(2, T, 9))  # episodes x T x 9
-    np.testing.assert_array_equal(actions.reshape(2 * T, 9).astype(np.float32), data.action)
-    sim = BatchSim(domain, 2)
-    sim.set_states(data.physics[::T])  # each episode's first state
-    for t in range(T):
-        expected = sim.step(actions[:, t])  # 2 x P
-        np.testing.assert_allclose(data.next_physics[t::T], expected, rtol=0, atol=1e-9)
-
-
-def test_forward_backward_trains_and_evaluates_on_jaco(tmp_path):
-    settings = ["data.name='random'", "data.episodes=3", "train.steps=20", "train.eval_every=10"]
-    settings += ["train.log_every=10", "train.checkpoint_every=10", "eval.episodes=1"]
-    settings += ["eval.tasks=['reach_top_left']"]
-    cfg = apply_overrides(preset("fb", "jaco", "quick"), settings)
-    cfg.validate()
-    record = Trainer(cfg, tmp_path / "run", data_root=tmp_path / "data", progress=False).run()
-    assert record["complete"] and record["domain"] == "jaco"
-    assert record["tasks"] == ["reach_top_left"]
-    assert record["dataset"]["transitions"] == 3 * 250
-    returns = record["evaluations"][-1]["tasks"]["reach_top_left"]["returns"]
-    assert len(returns) == 1 and 0 <= returns[0] <= 250

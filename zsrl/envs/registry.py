@@ -19,7 +19,10 @@ act``, the layout of ``mjSTATE_PHYSICS``), so that a stored physics state is all
   without it ends episodes at its time limit only.
 
 Anything only one domain has (the maze's drawing, coverage maps, its free-space sampler) lives in that
-domain's own package. New domains register themselves here; the trainer never changes.
+domain's own package. New domains register themselves here; the trainer never changes. ``make_task``
+(a task of the domain's reward function and the task's own arguments) and ``seeded_sampler`` (starts
+from seeded resets) are what domains build alike; the domains made of dm_control's environments
+register through :mod:`zsrl.envs.dm_control_domain`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,51 @@ class Task:
         if self.reward_needs_state:
             return self.reward(next_state, action, state=state)
         return self.reward(next_state, action)
+
+
+def make_task(
+    domain: str,
+    name: str,
+    reward: Callable[..., np.ndarray],
+    *args: Any,
+    distance: Callable[..., np.ndarray] | None = None,
+    **fields: Any,
+) -> Task:
+    """Task ``name`` of ``domain`` scored by the domain's reward function with the task's own
+    arguments ``args`` (its name, its goal, its environment): ``reward(next_state, action, *args)``,
+    keywords passed on (``state``); where given, its distance is ``distance(state, *args)``.
+    ``fields``: the Task's other fields (``success_distance``, ``reward_needs_state``...)."""
+
+    def task_reward(next_state: np.ndarray, action: np.ndarray, **keywords: Any) -> np.ndarray:
+        return reward(next_state, action, *args, **keywords)
+
+    def task_distance(state: np.ndarray) -> np.ndarray:
+        return distance(state, *args)
+
+    return Task(
+        name=name,
+        domain=domain,
+        reward=task_reward,
+        distance=None if distance is None else task_distance,
+        **fields,
+    )
+
+
+def physics_state(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    """The physics state (P,) that ``data`` holds, as ``mj_getState`` reads it."""
+    out = np.empty(mujoco.mj_stateSize(model, PHYSICS_STATE))  # P
+    mujoco.mj_getState(model, data, out, PHYSICS_STATE)
+    return out
+
+
+def seeded_sampler(start_states: Callable[[int, int], np.ndarray]) -> StateSampler:
+    """The state sampler of a domain whose starts come from seeded resets: a seed drawn from the
+    generator, then ``start_states(seed, n)`` (n states, (n, P))."""
+
+    def sample(rng: np.random.Generator, n: int) -> np.ndarray:
+        return start_states(int(rng.integers(2**31)), n)
+
+    return sample
 
 
 @dataclass(frozen=True)

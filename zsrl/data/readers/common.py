@@ -3,6 +3,7 @@ that a domain observes stored physics states as the stored observations."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,21 @@ def data_path(cfg: RunConfig, what: str) -> Path:
     return path
 
 
-def observe_check(domain: Domain, physics: np.ndarray, observation: np.ndarray) -> dict:
+def observe_check(domain: Domain, physics: np.ndarray, observation: np.ndarray, label: str) -> dict:
     """Whether ``domain.observe`` maps the physics states (n x P) to the stored observations
-    (n x O), checked on up to ``OBSERVE_CHECK_ROWS`` rows spread evenly over the data."""
+    (n x O), checked on up to ``OBSERVE_CHECK_ROWS`` rows spread evenly over the data; where it
+    does not, a warning that names the data (``label``) and the domain. Call it from a reader's
+    entry point: the warning points at the reader's caller."""
     rows = np.unique(np.linspace(0, len(physics) - 1, min(len(physics), OBSERVE_CHECK_ROWS)))
     rows = rows.astype(np.int64)  # m
     observed = np.asarray(domain.observe(physics[rows]), dtype=np.float64)  # m x O
     error = float(np.max(np.abs(observed - observation[rows]))) if len(rows) else 0.0
-    return {"matches": error <= OBSERVE_TOLERANCE, "max_abs_error": error, "rows": len(rows)}
+    matches = error <= OBSERVE_TOLERANCE  # False for a NaN error too
+    if not matches:
+        warnings.warn(
+            f"{label}: domain {domain.name!r}'s observe(physics) differs from the stored "
+            f"observations by up to {error:.3g}; evaluation observes through the domain, so the "
+            "policy may see other inputs than it was trained on",
+            stacklevel=3,
+        )
+    return {"matches": matches, "max_abs_error": error, "rows": len(rows)}

@@ -289,14 +289,7 @@ def read_minari(
     if not unfit:
         physics = np.concatenate([s[:-1] for s in states])  # n x P
         next_physics = np.concatenate([s[1:] for s in states])  # n x P
-        check = observe_check(dom, next_physics, next_observation)
-        if not check["matches"]:
-            warnings.warn(
-                f"Minari dataset {label!r}: domain {domain!r}'s observe(physics) differs from the "
-                f"stored observations by up to {check['max_abs_error']:.3g}; evaluation observes "
-                "through the domain, so the policy may see other inputs than it was trained on",
-                stacklevel=2,
-            )
+        check = observe_check(dom, next_physics, next_observation, f"Minari dataset {label!r}")
     elif offered:
         warnings.warn(
             f"Minari dataset {label!r}: the infos of episodes {unfit[:5]}"

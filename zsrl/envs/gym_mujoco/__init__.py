@@ -32,7 +32,13 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 
-from zsrl.envs.registry import PHYSICS_STATE, Domain, Task, register_domain
+from zsrl.envs.registry import (
+    PHYSICS_STATE,
+    Domain,
+    make_task,
+    register_domain,
+    seeded_sampler,
+)
 
 EPISODE_STEPS = 1000  # Gymnasium's time limit (max_episode_steps)
 NQ = NV = 9  # qpos and qvel sizes; the physics state is qpos then qvel (no actuator activations)
@@ -158,11 +164,6 @@ def start_states(seed: int, n: int, env: Locomotion) -> np.ndarray:
     return out
 
 
-def sample_start(rng: np.random.Generator, n: int, env: Locomotion) -> np.ndarray:
-    """n start states (n, P) through the environment's reset, seeded from ``rng``."""
-    return start_states(int(rng.integers(2**31)), n, env)
-
-
 def _domain(env: Locomotion) -> Domain:
     return Domain(
         name=env.name,
@@ -170,15 +171,8 @@ def _domain(env: Locomotion) -> Domain:
         obs_dim=OBS_DIM,
         action_dim=ACTION_DIM,
         episode_steps=EPISODE_STEPS,
-        tasks={
-            TASK: Task(
-                name=TASK,
-                domain=env.name,
-                reward=partial(forward_reward, env=env),
-                reward_needs_state=True,
-            )
-        },
-        sample_start=partial(sample_start, env=env),
+        tasks={TASK: make_task(env.name, TASK, forward_reward, env, reward_needs_state=True)},
+        sample_start=seeded_sampler(partial(start_states, env=env)),
         observe=partial(observe, env=env),
         physics_steps=env.frame_skip,
         # no best return: D4RL's expert return, the top of its normalised score

@@ -46,7 +46,8 @@ from dm_control.manipulation import reach
 from dm_control.manipulation.shared import arenas, constants, observations, robots, workspaces
 from dm_control.utils import rewards
 
-from zsrl.envs.registry import PHYSICS_STATE, Domain, Task, register_domain
+from zsrl.envs.dm_control_domain import register_dm_control_domain, reset_states
+from zsrl.envs.registry import PHYSICS_STATE, make_task
 
 EPISODE_STEPS = 250  # 10 s, ExORL's time limit
 CONTROL_TIMESTEP = constants.CONTROL_TIMESTEP  # 0.04 s, dm_control's manipulation control step
@@ -242,43 +243,24 @@ def start_states(seed: int, n: int) -> np.ndarray:
     dm_control's reach initialisation (the fingers closed by a uniform fraction, the tool-centre
     point placed by inverse kinematics uniformly in the box from (-0.2, -0.2, 0.02) to (0.2, 0.2,
     0.4) pointing down, at rest). Every task starts alike."""
-    env = load(TASKS[0], seed)
-    out = np.empty((n, mujoco.mj_stateSize(env.physics.model.ptr, PHYSICS_STATE)))  # n x P
-    for row in out:
-        env.reset()  # composer compiles a new physics at every reset
-        mujoco.mj_getState(env.physics.model.ptr, env.physics.data.ptr, row, PHYSICS_STATE)
-    return out
+    return reset_states(load(TASKS[0], seed), n)
 
 
-def sample_start(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n start states (n, P) through dm_control's reach initialisation, seeded from ``rng``."""
-    return start_states(int(rng.integers(2**31)), n)
-
-
-def _make_task(name: str) -> Task:
-    target = TARGETS[name]
-    return Task(
-        name=name,
-        domain="jaco",
-        reward=lambda next_state, action: reach_reward(next_state, action, target),
-        distance=lambda state: target_distance(state, target),
-        success_distance=TARGET_RADIUS,
-    )
-
-
-DOMAIN = register_domain(
-    Domain(
-        name="jaco",
-        xml_path=None,
-        obs_dim=OBS_DIM,
-        action_dim=ACTION_DIM,
-        episode_steps=EPISODE_STEPS,
-        tasks={name: _make_task(name) for name in TASKS},
-        sample_start=sample_start,
-        observe=observe,
-        load=load,
-        physics_steps=PHYSICS_STEPS,
-        max_return=float(EPISODE_STEPS),
-        build_model=build_model,
-    )
+DOMAIN = register_dm_control_domain(
+    __name__,
+    "jaco",
+    tasks={
+        name: make_task(
+            "jaco",
+            name,
+            reach_reward,
+            target,
+            distance=target_distance,
+            success_distance=TARGET_RADIUS,
+        )
+        for name, target in TARGETS.items()
+    },
+    xml_path=None,
+    max_return=float(EPISODE_STEPS),
+    build_model=build_model,
 )

@@ -20,7 +20,7 @@ from dm_control.rl import control
 from dm_control.suite import base
 from dm_control.utils import rewards
 
-from zsrl.envs.registry import Domain, Task, register_domain
+from zsrl.envs.registry import Domain, make_task, register_domain
 
 XML_PATH = Path(__file__).with_name("point_mass_maze.xml")
 
@@ -134,18 +134,6 @@ def load(task: str = "reach_top_left", seed: int | None = None) -> control.Envir
     )
 
 
-def _make_task(name: str) -> Task:
-    goal = GOALS[name]
-    return Task(
-        name=name,
-        domain="point_mass_maze",
-        reward=lambda next_state, action: reach_reward(next_state, action, goal),
-        goal_observation=np.concatenate([goal, np.zeros(2)]),
-        distance=lambda state: goal_distance(state, goal),
-        success_distance=TARGET_RADIUS,
-    )
-
-
 def draw_paths(ax: Any, paths: np.ndarray, task: str) -> None:
     """Episodes' paths (episodes x steps x 4 physics states) drawn on the maze, with the task's goal."""
     from zsrl.envs.point_mass_maze.maps import draw_rollouts  # matplotlib-free until drawn
@@ -160,7 +148,18 @@ DOMAIN = register_domain(
         obs_dim=4,
         action_dim=2,
         episode_steps=EPISODE_STEPS,
-        tasks={name: _make_task(name) for name in GOALS},
+        tasks={
+            name: make_task(
+                "point_mass_maze",
+                name,
+                reach_reward,
+                goal,
+                goal_observation=np.concatenate([goal, np.zeros(2)]),
+                distance=goal_distance,
+                success_distance=TARGET_RADIUS,
+            )
+            for name, goal in GOALS.items()
+        },
         sample_start=sample_start,
         samplers={"free": sample_free_states},
         default_dataset="uniform-reset",

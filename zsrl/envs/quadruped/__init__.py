@@ -59,7 +59,8 @@ from dm_control.rl import control
 from dm_control.suite import common, quadruped
 from dm_control.utils import rewards
 
-from zsrl.envs.registry import PHYSICS_STATE, Domain, Task, register_domain
+from zsrl.envs.dm_control_domain import register_dm_control_domain, reset_states
+from zsrl.envs.registry import PHYSICS_STATE
 
 XML_PATH = Path(suite.__file__).with_name("quadruped.xml")  # the file the model is made from
 
@@ -308,42 +309,9 @@ def load(task: str = "stand", seed: int | None = None) -> control.Environment:
 def start_states(seed: int, n: int) -> np.ndarray:
     """The physics states (n, P) of n successive resets of a quadruped environment seeded ``seed``:
     dm_control's ``Move.initialize_episode`` (see the module docstring)."""
-    physics = Physics.from_xml_string(model_xml(), common.ASSETS)
-    task = StandTask(random=seed)
-    out = np.empty((n, mujoco.mj_stateSize(physics.model.ptr, PHYSICS_STATE)))  # n x P
-    for row in out:
-        with physics.reset_context():
-            task.initialize_episode(physics)
-        mujoco.mj_getState(physics.model.ptr, physics.data.ptr, row, PHYSICS_STATE)
-    return out
+    return reset_states(load("stand", seed), n)
 
 
-def sample_start(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n start states (n, P) through dm_control's quadruped initialisation, seeded from ``rng``."""
-    return start_states(int(rng.integers(2**31)), n)
-
-
-def _make_task(name: str) -> Task:
-    return Task(
-        name=name,
-        domain="quadruped",
-        reward=lambda next_state, action: quadruped_reward(next_state, action, name),
-    )
-
-
-DOMAIN = register_domain(
-    Domain(
-        name="quadruped",
-        xml_path=XML_PATH,
-        obs_dim=OBS_DIM,
-        action_dim=ACTION_DIM,
-        episode_steps=EPISODE_STEPS,
-        tasks={name: _make_task(name) for name in TASKS},
-        sample_start=sample_start,
-        observe=observe,
-        load=load,
-        physics_steps=PHYSICS_STEPS,
-        max_return=1000.0,
-        build_model=make_model,
-    )
+DOMAIN = register_dm_control_domain(
+    __name__, "quadruped", quadruped_reward, xml_path=XML_PATH, build_model=make_model
 )

@@ -28,7 +28,8 @@ from dm_control.rl import control
 from dm_control.suite import walker
 from dm_control.utils import rewards
 
-from zsrl.envs.registry import PHYSICS_STATE, Domain, Task, register_domain
+from zsrl.envs.dm_control_domain import register_dm_control_domain, reset_states
+from zsrl.envs.registry import PHYSICS_STATE
 
 XML_PATH = Path(suite.__file__).with_name("walker.xml")
 
@@ -187,41 +188,7 @@ def start_states(seed: int, n: int) -> np.ndarray:
     """The physics states (n, P) of n successive resets of a walker environment seeded ``seed``:
     dm_control's ``initialize_episode`` (every joint angle uniform over its range, the unlimited
     rotation uniform over [-π, π], the torso at its model height, at rest)."""
-    physics = walker.Physics.from_xml_string(*walker.get_model_and_assets())
-    task = walker.PlanarWalker(move_speed=0, random=seed)
-    out = np.empty((n, mujoco.mj_stateSize(physics.model.ptr, PHYSICS_STATE)))  # n x P
-    for row in out:
-        with physics.reset_context():
-            task.initialize_episode(physics)
-        mujoco.mj_getState(physics.model.ptr, physics.data.ptr, row, PHYSICS_STATE)
-    return out
+    return reset_states(load("stand", seed), n)
 
 
-def sample_start(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n start states (n, P) through dm_control's walker initialisation, seeded from ``rng``."""
-    return start_states(int(rng.integers(2**31)), n)
-
-
-def _make_task(name: str) -> Task:
-    return Task(
-        name=name,
-        domain="walker",
-        reward=lambda next_state, action: walker_reward(next_state, action, name),
-    )
-
-
-DOMAIN = register_domain(
-    Domain(
-        name="walker",
-        xml_path=XML_PATH,
-        obs_dim=OBS_DIM,
-        action_dim=ACTION_DIM,
-        episode_steps=EPISODE_STEPS,
-        tasks={name: _make_task(name) for name in TASKS},
-        sample_start=sample_start,
-        observe=observe,
-        load=load,
-        physics_steps=PHYSICS_STEPS,
-        max_return=1000.0,
-    )
-)
+DOMAIN = register_dm_control_domain(__name__, "walker", walker_reward, xml_path=XML_PATH)
