@@ -1,6 +1,6 @@
 """The domains made of dm_control's environments (:mod:`zsrl.envs.dm_control_domain`): a package's
-starts are the resets of every one of its tasks' environments, and its registered domain is made
-of the names the package defines."""
+starts are the resets of every one of its tasks' environments, and its registered domain has the
+sizes the package declares."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from environment_episodes import dm_control_resets
 
 from zsrl.envs import get_domain, jaco, quadruped, walker
-from zsrl.envs.dm_control_domain import register_dm_control_domain
 
 PACKAGES = [jaco, quadruped, walker]
 IDS = [package.DOMAIN.name for package in PACKAGES]
@@ -27,7 +26,7 @@ def test_starts_are_every_tasks_environments_resets(package):
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=IDS)
-def test_the_domain_is_made_of_the_packages_names(package):
+def test_the_domain_has_the_packages_sizes(package):
     domain = package.DOMAIN
     assert get_domain(domain.name) is domain and list(domain.tasks) == list(package.TASKS)
     sizes = (domain.obs_dim, domain.action_dim, domain.episode_steps, domain.physics_steps)
@@ -38,10 +37,3 @@ def test_the_domain_is_made_of_the_packages_names(package):
         package.PHYSICS_STEPS,
     )
     assert domain.observe is package.observe and domain.load is package.load
-
-
-def test_a_domain_takes_a_reward_of_the_task_name_or_its_tasks():
-    with pytest.raises(ValueError, match="'walker_again': give either a reward"):
-        register_dm_control_domain(walker.__name__, "walker_again")
-    with pytest.raises(ValueError, match="give either"):
-        register_dm_control_domain(walker.__name__, "walker_again", walker.walker_reward, tasks={})

@@ -46,8 +46,14 @@ from dm_control.manipulation import reach
 from dm_control.manipulation.shared import arenas, constants, observations, robots, workspaces
 from dm_control.utils import rewards
 
-from zsrl.envs.dm_control_domain import register_dm_control_domain, reset_states
-from zsrl.envs.registry import PHYSICS_STATE, make_task
+from zsrl.envs.dm_control_domain import reset_states
+from zsrl.envs.registry import (
+    PHYSICS_STATE,
+    Domain,
+    make_task,
+    register_domain,
+    seeded_sampler,
+)
 
 EPISODE_STEPS = 250  # 10 s, ExORL's time limit
 CONTROL_TIMESTEP = constants.CONTROL_TIMESTEP  # 0.04 s, dm_control's manipulation control step
@@ -246,21 +252,29 @@ def start_states(seed: int, n: int) -> np.ndarray:
     return reset_states(load(TASKS[0], seed), n)
 
 
-DOMAIN = register_dm_control_domain(
-    __name__,
-    "jaco",
-    tasks={
-        name: make_task(
-            "jaco",
-            name,
-            reach_reward,
-            target,
-            distance=target_distance,
-            success_distance=TARGET_RADIUS,
-        )
-        for name, target in TARGETS.items()
-    },
-    xml_path=None,
-    max_return=float(EPISODE_STEPS),
-    build_model=build_model,
+DOMAIN = register_domain(
+    Domain(
+        name="jaco",
+        xml_path=None,
+        build_model=build_model,
+        obs_dim=OBS_DIM,
+        action_dim=ACTION_DIM,
+        episode_steps=EPISODE_STEPS,
+        physics_steps=PHYSICS_STEPS,
+        tasks={
+            name: make_task(
+                "jaco",
+                name,
+                reach_reward,
+                target,
+                distance=target_distance,
+                success_distance=TARGET_RADIUS,
+            )
+            for name, target in TARGETS.items()
+        },
+        sample_start=seeded_sampler(start_states),
+        observe=observe,
+        load=load,
+        max_return=float(EPISODE_STEPS),
+    )
 )

@@ -28,8 +28,14 @@ from dm_control.rl import control
 from dm_control.suite import walker
 from dm_control.utils import rewards
 
-from zsrl.envs.dm_control_domain import register_dm_control_domain, reset_states
-from zsrl.envs.registry import PHYSICS_STATE
+from zsrl.envs.dm_control_domain import reset_states
+from zsrl.envs.registry import (
+    PHYSICS_STATE,
+    Domain,
+    make_task,
+    register_domain,
+    seeded_sampler,
+)
 
 XML_PATH = Path(suite.__file__).with_name("walker.xml")
 
@@ -191,4 +197,17 @@ def start_states(seed: int, n: int) -> np.ndarray:
     return reset_states(load("stand", seed), n)
 
 
-DOMAIN = register_dm_control_domain(__name__, "walker", walker_reward, xml_path=XML_PATH)
+DOMAIN = register_domain(
+    Domain(
+        name="walker",
+        xml_path=XML_PATH,
+        obs_dim=OBS_DIM,
+        action_dim=ACTION_DIM,
+        episode_steps=EPISODE_STEPS,
+        physics_steps=PHYSICS_STEPS,
+        tasks={task: make_task("walker", task, walker_reward, task) for task in TASKS},
+        sample_start=seeded_sampler(start_states),
+        observe=observe,
+        load=load,
+    )
+)
