@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from zsrl.config import RUN_OPTIONS
-from zsrl.envs import domain_names
+from zsrl.envs import domain_names, get_domain
 from zsrl.methods import get_method, method_names
 
 ROOT = Path(__file__).parents[1]
@@ -80,12 +80,14 @@ def test_run_experiment_runs_every_method_at_quick_scale(tmp_path, method, monke
 @pytest.mark.parametrize("domain", [d for d in domain_names() if d != "point_mass_maze"])
 def test_run_experiment_runs_on_every_domain(tmp_path, domain, monkeypatch):
     """`-p domain walker` (and every other domain): its default data (a tiny `random`), trained,
-    evaluated on every task, a video each."""
-    record = run_notebook(tmp_path, monkeypatch, domain=domain, steps=10, episodes=1)
+    evaluated on its first task (every task's reward is checked in the domain's own tests), its
+    video written."""
+    task = next(iter(get_domain(domain).tasks))  # one task: one evaluation rollout, one video
+    record = run_notebook(tmp_path, monkeypatch, domain=domain, steps=10, episodes=1, tasks=task)
     assert record["domain"] == domain and record["complete"] and record["steps_done"] == 10
     assert record["dataset"]["name"].startswith(f"{domain}__random__1x")
-    videos = sorted(p.name for p in (tmp_path / "run" / "videos").iterdir())
-    assert videos == sorted(f"{task}_best.mp4" for task in record["tasks"])
+    assert record["tasks"] == [task]
+    assert [p.name for p in (tmp_path / "run" / "videos").iterdir()] == [f"{task}_best.mp4"]
 
 
 @pytest.mark.parametrize(
