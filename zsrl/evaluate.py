@@ -105,13 +105,14 @@ def evaluate(
     if keep_paths:
         # steps+1 x n x P -> tasks x episodes x steps+1 x P
         stacked = np.stack(paths).reshape(len(paths), n_tasks, episodes, -1).transpose(1, 2, 0, 3)
+    scores = [iqm(row) for row in returns]  # one per task
     return {
         task.name: TaskResult(
             returns=returns[k].tolist(),
-            score=iqm(returns[k]),
+            score=scores[k],
             final_distance=task.distance(final[k]).tolist() if task.distance else None,
             paths=stacked[k] if keep_paths else None,
-            normalized_score=d4rl_normalized_score(domain.d4rl_name, iqm(returns[k]))
+            normalized_score=d4rl_normalized_score(domain.d4rl_name, scores[k])
             if domain.d4rl_name
             else None,
         )

@@ -144,17 +144,18 @@ def _collect_open_loop(
     for lo in range(0, E, chunk_episodes):
         hi = min(lo + chunk_episodes, E)
         start = start_fn(domain, rng, hi - lo)  # chunk x P
-        initial = np.empty((hi - lo, mujoco.mj_stateSize(model, FULL_STATE)))
-        for row, state in zip(initial, start, strict=True):
-            mujoco.mj_resetData(model, data)
-            mujoco.mj_setState(model, data, state, PHYSICS_STATE)
-            mujoco.mj_forward(model, data)
-            mujoco.mj_getState(model, data, row, FULL_STATE)
-        k = domain.physics_steps  # each control is held for k MuJoCo steps
-        physics[lo:hi, 0] = initial[:, physics_index]
         if domain.terminated is not None:
+            physics[lo:hi, 0] = start
             physics[lo:hi, 1:] = _step_until_terminal(domain, start, actions[lo:hi])
         else:
+            initial = np.empty((hi - lo, mujoco.mj_stateSize(model, FULL_STATE)))
+            for row, state in zip(initial, start, strict=True):
+                mujoco.mj_resetData(model, data)
+                mujoco.mj_setState(model, data, state, PHYSICS_STATE)
+                mujoco.mj_forward(model, data)
+                mujoco.mj_getState(model, data, row, FULL_STATE)
+            physics[lo:hi, 0] = initial[:, physics_index]
+            k = domain.physics_steps  # each control is held for k MuJoCo steps
             controls = np.repeat(actions[lo:hi], k, axis=1) if k > 1 else actions[lo:hi]
             states, _ = rollout.rollout(model, data, initial, controls)  # chunk x kT x full
             physics[lo:hi, 1:] = states[:, k - 1 :: k][..., physics_index]  # after each step
