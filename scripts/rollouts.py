@@ -1,8 +1,10 @@
 """Draw zero-shot rollouts of trained maze runs on the maze map (paper Figure 3's panels).
 
-Each run is re-evaluated from its last checkpoint or its best weights with the evaluation seed it
-was trained with; the figure has one row per run and one column per task. Next to the figure go the
-returns of the drawn episodes and their (x, y) paths, with the command that made them.
+Each run is re-evaluated from its last checkpoint or its best weights (or both, ``--weights last
+best``: then each run is drawn twice, labelled ``LABEL, last`` and ``LABEL, best``) with the
+evaluation seed it was trained with; the figure has one row per run and one column per task. Next to
+the figure go the returns of the drawn episodes and their (x, y) paths, with the command that made
+them.
 
     python scripts/rollouts.py --run FB=runs/didactic_fb_seed0 --run VC-FB=runs/didactic_vcfb_seed0 \
         --weights best --out results/didactic_rnd_no_left_book/rollouts
@@ -32,7 +34,7 @@ PATH_STRIDE = 5  # keep every 5th position of the stored paths (1000 steps -> 20
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=labelled_run, action="append", required=True)
-    parser.add_argument("--weights", default="best", choices=list(WEIGHTS))
+    parser.add_argument("--weights", nargs="+", default=["best"], choices=list(WEIGHTS))
     parser.add_argument("--tasks", nargs="+", default=None, help="default: each run's tasks")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -40,9 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
+    weights = list(dict.fromkeys(args.weights))
+    drawn = [
+        (label if len(weights) == 1 else f"{label}, {w}", run_dir, w)
+        for label, run_dir in args.run
+        for w in weights
+    ]
     runs, paths = [], {}
-    for label, run_dir in args.run:
-        loaded, step = load_run(run_dir, args.weights, data_root=args.data_dir)
+    for label, run_dir, w in drawn:
+        loaded, step = load_run(run_dir, w, data_root=args.data_dir)
         cfg = loaded.cfg
         tasks = args.tasks or loaded.task_names
         results = evaluate(
@@ -62,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                 "run": str(run_dir),
                 "method": cfg.method,
                 "step": step,
-                "weights": args.weights,
+                "weights": w,
                 "tasks": {name: r.to_dict() for name, r in results.items()},
             }
         )
         for name, r in results.items():
             paths[f"{label}/{name}"] = r.paths[:, ::PATH_STRIDE, :2].astype(np.float32)
-        print(f"{label} ({run_dir}, {args.weights} weights, step {step}):")
+        print(f"{label} ({run_dir}, {w} weights, step {step}):")
         for name, r in results.items():
             print(f"  {name:20s} IQM return {r.score:7.1f}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from contextlib import redirect_stdout
+from dataclasses import replace
 
 import mujoco
 import numpy as np
@@ -16,8 +17,11 @@ import pytest
 
 from zsrl.cli import main
 from zsrl.config import apply_overrides, preset
-from zsrl.data import collect, collector_names, default_spec, load_or_collect
+from zsrl.data import collect, collector_names, default_spec, diayn, load_or_collect, rnd
+from zsrl.data.diayn import DIAYNAgent, transition_skills
+from zsrl.data.explorer import explore
 from zsrl.data.readers import d4rl_normalized_score
+from zsrl.data.rnd import RNDAgent
 from zsrl.envs import BatchSim, Domain, Task, get_domain, register_domain, unregister_domain
 from zsrl.envs.registry import PHYSICS_STATE, domain_names
 from zsrl.train import Trainer
@@ -149,6 +153,36 @@ def test_sizes_and_timing_are_the_dm_control_environments(name):
     assert domain.obs_dim == sum(int(np.prod(s.shape)) for s in env.observation_spec().values())
     dm = env.physics.model.ptr
     assert mujoco.mj_stateSize(model, PHYSICS_STATE) == mujoco.mj_stateSize(dm, PHYSICS_STATE)
+
+
+EXPLORERS = {"rnd": (RNDAgent, rnd.SCALES["quick"]), "diayn": (DIAYNAgent, diayn.SCALES["quick"])}
+
+
+@pytest.mark.parametrize("explorer", list(EXPLORERS))
+@pytest.mark.parametrize("name", domain_names())
+def test_every_explorer_explores_every_domain(name, explorer):
+    """Two lanes of 40 steps, the first 40 transitions random, then learning: on each domain's
+    own sizes, actions in [-1, 1], the domain's observations of its physics, an episode's rows
+    consecutive, and an episode ending before its lane's last step only at a terminal state."""
+    domain = get_domain(name)
+    agent_class, scale = EXPLORERS[explorer]
+    skills = {"skill_steps": 10} if explorer == "diayn" else {}  # four skills a lane
+    cfg = replace(scale, envs=2, random_steps=40, batch_size=16, **skills)
+    data, _ = explore(domain, 2, 40, 0, cfg, agent_class, progress=False)
+    assert data.observation.shape[1] == domain.obs_dim and data.action.shape[1] == domain.action_dim
+    assert np.abs(data.action).max() <= 1.0 and np.isfinite(data.observation).all()
+    np.testing.assert_array_equal(data.observation, domain.observe(data.physics))
+    np.testing.assert_array_equal(data.next_observation, domain.observe(data.next_physics))
+    np.testing.assert_array_equal(np.diff(data.step)[np.diff(data.episode) == 0], 1)
+    if domain.terminated is None:
+        assert data.terminal is None and (np.bincount(data.episode) == 40).all()
+    else:  # a lane's episodes end at a fall, or at the lane's 40 steps
+        np.testing.assert_array_equal(domain.terminated(data.next_physics), data.terminal)
+        ends = np.r_[data.episode[1:] != data.episode[:-1], True]
+        np.testing.assert_array_equal(data.terminal | data.truncation, ends)
+        assert data.truncation.sum() <= 2 and len(data) == 80
+    if explorer == "diayn":
+        assert transition_skills(data).shape == (len(data),)
 
 
 @pytest.fixture(scope="module", params=domain_names())

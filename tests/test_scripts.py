@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from zsrl.envs.point_mass_maze.maps import EXTENT, coverage_histogram
 from zsrl.losses import orthonormality_loss
 from zsrl.plots import effective_rank, read_metrics
 from zsrl.record import seal
-from zsrl.train import Trainer, load_run
+from zsrl.train import Trainer, _save_atomically, load_checkpoint, load_run
 
 pytest.importorskip("matplotlib")
 
@@ -66,6 +67,34 @@ def test_rollouts_redraw_the_best_evaluation(tmp_path, runs):
     paths = np.load(stem.with_suffix(".npz"))
     assert paths[f"VC/{TASKS[0]}"].shape == (2, 201, 2)
     assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rollouts_with_both_weights_draw_each_run_twice(tmp_path, runs):
+    """Each run is drawn with its last and its best weights, each from its own file: here the best
+    weights are another seed's last ones (same data, same step), so the two drawings score as the
+    two seeds' last evaluations."""
+    data_root, out = runs
+    (run_dir, record), (other_dir, other) = out[("fb", 0)], out[("fb", 1)]
+    run_copy = tmp_path / "run"
+    shutil.copytree(run_dir, run_copy)
+    best = load_checkpoint(run_copy / "best_model.pt")
+    best["model"] = load_checkpoint(other_dir / "checkpoint.pt")["agent"]["model"]
+    _save_atomically(best, run_copy / "best_model.pt")
+    stem = tmp_path / "both"
+    argv = ["--run", f"FB={run_copy}", "--weights", "last", "best", "--episodes", "2"]
+    assert script("rollouts").main([*argv, "--data-dir", str(data_root), "--out", str(stem)]) == 0
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert [(r["label"], r["weights"]) for r in saved["runs"]] == [
+        ("FB, last", "last"),
+        ("FB, best", "best"),
+    ]
+    for entry, expected in zip(saved["runs"], (record, other), strict=True):
+        for task in TASKS:
+            score = expected["last"]["scores"][task]
+            assert entry["tasks"][task]["score"] == pytest.approx(score, rel=1e-6, abs=0)
+    assert record["last"]["scores"][TASKS[0]] != pytest.approx(other["last"]["scores"][TASKS[0]])
+    paths = np.load(stem.with_suffix(".npz"))
+    assert set(paths) == {f"FB, {w}/{t}" for w in ("last", "best") for t in TASKS}
 
 
 def test_aggregate_compares_methods(tmp_path, runs):
