@@ -25,6 +25,7 @@ from zsrl.grid_results import (
     outcome,
     overestimation_table,
     size_table,
+    training_curves,
     verdict_didactic,
     verdict_high_quality,
     verdict_low_quality,
@@ -267,6 +268,29 @@ def land_methods(folder, grid, data, scores, last=None):
         for cell in cells(grid, f"{method}_{data}_seed*"):
             value = scores[method](cell.seed)
             land(folder, cell, value, None if last is None else last[method](cell.seed))
+
+
+def test_training_curves_per_method_and_seed(tmp_path, book_grid):
+    folder = tmp_path / "results"
+    for cell in cells(book_grid, "*_uniform-reset_no_left_seed[01]"):
+        land(folder, cell, 0.0, actor_q=100.0 if cell.method == "fb" else 10.0)
+    (cell,) = cells(book_grid, "vcfb_uniform-reset_no_left_seed0")
+    with (folder / f"metrics_{cell.run_name}.csv").open("w") as f:
+        f.write("step,actor_q,alpha\n500,1.5,0.9\n1000,2.5,0.8\n")
+    (cell,) = cells(book_grid, "mcfb_uniform-reset_no_left_seed1")
+    (folder / f"metrics_{cell.run_name}.csv").unlink()  # landed without metrics: left out
+    results = load_grid_results(BOOK_GRID, folder)
+    curves = training_curves(results.select(action_filter="no_left"), ["alpha", "actor_q"])
+    assert {label: [e["seed"] for e in entries] for label, entries in curves.items()} == {
+        "FB": [0, 1],
+        "VC-FB": [0, 1],
+        "MC-FB": [0],
+    }
+    first = curves["VC-FB"][0]
+    np.testing.assert_array_equal(first["step"], [500, 1000])
+    np.testing.assert_array_equal(first["alpha"], [0.9, 0.8])
+    np.testing.assert_array_equal(first["actor_q"], [1.5, 2.5])
+    assert "alpha" not in curves["FB"][0] and curves["FB"][1]["actor_q"][-1] == 100.0
 
 
 def test_aggregate_statistics_and_the_cql_normalisation(tmp_path, book_grid):

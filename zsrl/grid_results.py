@@ -432,6 +432,24 @@ def profiles(
     }
 
 
+def training_curves(
+    runs: Iterable[Run], columns: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The logged ``columns`` of every landed run over training, grouped by method label, one entry
+    per run: ``seed``, ``step`` and each of the columns that the run logs (FB logs no ``alpha``, so
+    its entries lack it). Runs without a metrics file are left out. For figures such as α and the
+    actor's Q over training."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if not run.done or run.metrics is None:
+            continue
+        metrics = read_metrics(run.metrics)
+        entry = {"seed": run.cell.seed, "step": metrics["step"]}  # step: logged rows
+        entry |= {name: metrics[name] for name in columns if name in metrics}
+        curves.setdefault(method_label(run.cell.method), []).append(entry)
+    return curves
+
+
 def final_actor_q(run: Run) -> tuple[int, float]:
     """(step, value) of the last row of a landed run's metrics: the actor's Q, ``actor_q``."""
     if run.metrics is None:
