@@ -432,9 +432,7 @@ def profiles(
     }
 
 
-def training_curves(
-    runs: Iterable[Run], columns: Sequence[str]
-) -> dict[str, list[dict[str, Any]]]:
+def training_curves(runs: Iterable[Run], columns: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The logged ``columns`` of every landed run over training, grouped by method label, one entry
     per run: ``seed``, ``step`` and each of the columns that the run logs (FB logs no ``alpha``, so
     its entries lack it). Runs without a metrics file are left out. For figures such as α and the
