@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from zsrl.data import Dataset, DatasetError, collect, default_spec, load_or_collect
+from zsrl.data import (
+    Dataset,
+    DatasetError,
+    collect,
+    default_spec,
+    get_collector,
+    load_or_collect,
+    medium,
+)
 from zsrl.data.collect import CollectorSpec
 from zsrl.envs import BatchSim, get_domain
 from zsrl.io import checksum_path
@@ -46,6 +54,34 @@ def test_default_specs_are_100k_transitions():
         assert spec.episodes * spec.episode_steps == 100_000
     with pytest.raises(ValueError, match="valid datasets"):
         default_spec("point_mass_maze", "rnd-10m")
+
+
+@pytest.mark.parametrize("name", ["random", "rnd-short", "diayn"])
+def test_default_specs_hold_as_many_transitions_on_every_domain(name):
+    """Jaco's episodes are 250 steps, so its defaults are four times as many episodes."""
+    for domain in ("walker", "quadruped", "jaco"):
+        spec = default_spec(domain, name)
+        assert spec.episodes * spec.episode_steps == 100_000
+        assert get_collector(name).transitions(spec) == 100_000
+    assert default_spec("jaco", name).episodes == 400
+    assert default_spec("jaco", name, episodes=3).episodes == 3  # asked for: as asked
+    long = default_spec("jaco", "rnd")
+    assert long.episodes * long.episode_steps == default_spec("walker", "rnd").episodes * 1000
+
+
+def test_dataset_sizes_known_before_collecting():
+    """Falls end random walker2d episodes early, and medium-replay is as long as the run's first
+    part: their sizes are known only once collected; D4RL-style medium data fix theirs."""
+    assert get_collector("random").transitions(default_spec("walker2d", "random")) is None
+    sizes = {k: get_collector(k).transitions(default_spec("halfcheetah", k)) for k in medium.KINDS}
+    cfg = medium.SCALES["book"]
+    assert sizes == {
+        "medium": cfg.policy_transitions,
+        "medium-replay": None,
+        "medium-expert": 2 * cfg.policy_transitions,
+    }
+    quick = default_spec("walker2d", "medium", scale="quick")
+    assert get_collector("medium").transitions(quick) == medium.SCALES["quick"].policy_transitions
 
 
 def test_round_trip(tmp_path, small):

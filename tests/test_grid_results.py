@@ -2,6 +2,7 @@
 tables, CQL's 100 % line and every branch of the verdict rule."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,26 @@ def test_a_record_under_another_cells_name_is_an_error(tmp_path):
         tmp_path / "record_fb_uniform-reset_seed1.json"
     )
     with pytest.raises(ValueError, match="is not the record of cell fb_uniform-reset_seed1"):
+        load_grid_results(grid_file, tmp_path)
+
+
+def test_the_domains_grid_names_each_dataset_by_its_size_and_domain(tmp_path):
+    grid_file = BOOK_GRID.with_name("book_domains.toml")
+    results = load_grid_results(grid_file, tmp_path / "none")
+    assert [b.describe() for b in results.blocks] == [
+        "FB, VC-FB, MC-FB on rnd-100k (walker), seeds 0–2",
+        "FB, VC-FB, MC-FB on random-100k (walker), seeds 0–2",
+        "FB on random-100k (quadruped), seeds 0",
+        "FB on random-100k (jaco), seeds 0",
+        "FB on medium-100k (walker2d), seeds 0",
+        "FB on medium-100k (halfcheetah), seeds 0",
+    ]
+    assert [r.cell.run_name for r in results.select(domain="jaco")] == ["jaco_fb_random_seed0"]
+    # a record of another domain under a cell's name is not that cell's
+    (cell,) = load_grid(grid_file).select(["quadruped_fb_random_seed0"])
+    land(tmp_path, replace(cell, domain="point_mass_maze", name=""), 0.0)
+    (tmp_path / "record_fb_random_seed0.json").rename(tmp_path / f"record_{cell.run_name}.json")
+    with pytest.raises(ValueError, match=r"are \('point_mass_maze', 'fb'.*plans \('quadruped'"):
         load_grid_results(grid_file, tmp_path)
 
 

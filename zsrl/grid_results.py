@@ -45,7 +45,7 @@ from zsrl.stats import (
 from zsrl.sweep import Cell, Grid, load_grid
 
 # The axes a run is selected and grouped by: the cell's, with the dataset's size in transitions.
-AXES = ("method", "dataset", "size", "action_filter", "seed", "task")
+AXES = ("method", "dataset", "size", "action_filter", "seed", "task", "domain")
 FB_FAMILY = ("fb", "vcfb", "mcfb")
 CONSERVATIVE = ("vcfb", "mcfb")
 DIDACTIC_TASKS = ("reach_top_left", "reach_top_right")  # reference: ref-didactic
@@ -115,7 +115,7 @@ class Run:
     """One cell of a grid with the transitions it trains on and, once it has landed, its record."""
 
     cell: Cell
-    size: int  # transitions taken from the dataset, before any action filter
+    size: int | None  # transitions taken from the dataset, before any filter (None: not known)
     record: dict[str, Any] | None = None
     metrics: Path | None = None  # the metrics file beside the record, where there is one
 
@@ -150,9 +150,11 @@ def size_label(n: int) -> str:
     return str(n)
 
 
-def data_label(dataset: str, size: int, action_filter: str | None = None) -> str:
-    """How the chapter names a dataset: ``rnd-100k``, ``uniform-reset-100k, no_left``."""
-    return f"{dataset}-{size_label(size)}" + (f", {action_filter}" if action_filter else "")
+def data_label(dataset: str, size: int | None, action_filter: str | None = None) -> str:
+    """How the chapter names a dataset: ``rnd-100k``, ``uniform-reset-100k, no_left``; with no
+    size known before collecting, the name alone (``medium-replay``)."""
+    label = dataset if size is None else f"{dataset}-{size_label(size)}"
+    return label + (f", {action_filter}" if action_filter else "")
 
 
 def method_label(method: str) -> str:
@@ -171,7 +173,7 @@ class Block:
         return progress(self.runs)
 
     def describe(self) -> str:
-        """The block's axes in words: methods, data, seeds."""
+        """The block's axes in words: methods, data (domains), seeds."""
         methods = dict.fromkeys(
             method_label(r.cell.method) + (" (one run per task)" if r.cell.task else "")
             for r in self.runs
@@ -179,10 +181,13 @@ class Block:
         data = dict.fromkeys(
             data_label(r.cell.dataset, r.size, r.cell.action_filter) for r in self.runs
         )
+        domains = dict.fromkeys(r.cell.domain for r in self.runs)
         seeds = sorted({r.cell.seed for r in self.runs})
         consecutive = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
         seeds_text = f"{seeds[0]}–{seeds[-1]}" if consecutive else ", ".join(map(str, seeds))
-        return f"{', '.join(methods)} on {', '.join(data)}, seeds {seeds_text}"
+        return (
+            f"{', '.join(methods)} on {', '.join(data)} ({', '.join(domains)}), seeds {seeds_text}"
+        )
 
 
 @dataclass
@@ -211,21 +216,22 @@ class GridResults:
         return [r for r in self.runs if all(r.axis(n) in values for n, values in wanted.items())]
 
 
-def _size(cell: Cell) -> int:
-    """The transitions a cell takes from its dataset: its subsample, or the whole dataset."""
-    from zsrl.data import default_spec
+def _size(cell: Cell) -> int | None:
+    """The transitions a cell takes from its dataset: its subsample, or the whole dataset; None
+    where only the collection tells (:meth:`zsrl.data.collect.Collector.transitions`)."""
+    from zsrl.data import default_spec, get_collector
 
     if cell.n_transitions:
         return cell.n_transitions
     cfg = cell.config()
     spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
-    return spec.episodes * spec.episode_steps
+    return get_collector(spec.collector).transitions(spec)
 
 
 def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | None]:
     """A cell's complete record in ``folder`` (None if it has not landed) and its metrics file.
-    A record that is not the cell's (another method, seed, dataset, size, filter or task) is an
-    error naming the file."""
+    A record that is not the cell's (another domain, method, seed, dataset, size, filter or task) is
+    an error naming the file."""
     path = folder / f"record_{cell.run_name}.json"
     metrics = folder / f"metrics_{cell.run_name}.csv"
     if not path.exists():
@@ -233,6 +239,7 @@ def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | Non
     record = read_record(path)
     data, seed = record["config"].get("data", {}), record["config"]["train"]["seed"]
     found = (
+        record["domain"],
         record["method"],
         data.get("name"),
         data.get("n_transitions"),
@@ -241,6 +248,7 @@ def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | Non
         seed,
     )
     planned = (
+        cell.domain,
         cell.method,
         cell.dataset,
         cell.n_transitions,
@@ -250,8 +258,8 @@ def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | Non
     )
     if found != planned:
         raise ValueError(
-            f"{path} is not the record of cell {cell.run_name}: (method, dataset, n_transitions, "
-            f"action_filter, task, seed) are {found}, the grid plans {planned}"
+            f"{path} is not the record of cell {cell.run_name}: (domain, method, dataset, "
+            f"n_transitions, action_filter, task, seed) are {found}, the grid plans {planned}"
         )
     if not record["complete"]:
         return None, None

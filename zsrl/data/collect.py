@@ -103,13 +103,31 @@ class Collector:
     """A named recipe for a dataset."""
 
     collect: CollectFn  # (spec, progress) -> dataset; resumable ones also take a checkpoint path
-    episodes: int  # default number of episodes (of the default scale, when there are scales)
+    # Default number of episodes (of the default scale, when there are scales). Where episodes are
+    # the domain's own length, it counts episodes of REFERENCE_EPISODE_STEPS steps: a domain with
+    # shorter ones (jaco's 250) gets proportionally more, so a default holds as many transitions
+    # on every domain (100k for ``random``: the paper's 100k datasets, reference: ref-subsets).
+    episodes: int
     episode_steps: int | None = None  # None: the domain's episode length
     scales: Mapping[str, ExplorerConfig] = field(default_factory=dict)  # first: the default
     resumable: bool = False  # keeps its progress in a checkpoint file and continues from it
     sampler: str | None = None  # a named state sampler the domain must have (None: its starts)
     # the domain must have one task that is its objective, with D4RL's reference returns
     objective: bool = False
+    # the transitions a spec's dataset holds where its collector fixes them (D4RL-style data; None
+    # where only the collection tells); None: see :meth:`transitions`
+    size: Callable[[CollectorSpec], int | None] | None = None
+
+    def transitions(self, spec: CollectorSpec) -> int | None:
+        """How many transitions ``spec``'s dataset holds, where that is known before collecting it:
+        its episodes times their steps, or what the collector fixes (``size``). None where episodes
+        end at terminal states (a random walker2d falls within tens of steps) or where the size is
+        the collection's outcome (``medium-replay``)."""
+        if self.size is not None:
+            return self.size(spec)
+        if get_domain(spec.domain).terminated is not None:
+            return None
+        return spec.episodes * spec.episode_steps
 
     def supports(self, domain: Domain) -> bool:
         if self.objective and not medium.has_objective(domain):
@@ -283,6 +301,10 @@ def _collect_d4rl_style(
     return dataset.with_meta(spec=asdict(spec), name=spec.name)
 
 
+def _d4rl_style_size(kind: str, spec: CollectorSpec) -> int | None:
+    return medium.dataset_transitions(kind, medium.SCALES[spec.scale or next(iter(medium.SCALES))])
+
+
 COLLECTORS: dict[str, Collector] = {
     "random": Collector(
         partial(_collect_open_loop, lambda domain, rng, n: domain.sample_start(rng, n)), 100
@@ -317,6 +339,7 @@ COLLECTORS: dict[str, Collector] = {
             scales=medium.SCALES,
             resumable=True,
             objective=True,
+            size=partial(_d4rl_style_size, kind),
         )
         for kind in medium.KINDS
     },
@@ -344,6 +367,9 @@ def _check_scale(collector: str, scale: str | None) -> None:
         raise ValueError(f"unknown scale {scale!r} for dataset {collector!r}; {valid}")
 
 
+REFERENCE_EPISODE_STEPS = 1_000  # the episode length that collectors' default episodes count
+
+
 def default_spec(
     domain: str,
     collector: str,
@@ -354,7 +380,9 @@ def default_spec(
     """The spec of a named dataset, e.g. ``("point_mass_maze", "uniform-reset")``: 100k transitions.
 
     A collector with scales (``rnd``) takes its default scale unless ``scale`` names another, and its
-    default number of episodes from that scale.
+    default number of episodes from that scale. Default episodes of the domain's own length count
+    episodes of :data:`REFERENCE_EPISODE_STEPS` steps, so ``random`` on jaco (250-step episodes) is
+    400 episodes: 100k transitions, as on every other domain.
     """
     recipe = get_collector(collector)
     _check_scale(collector, scale)
@@ -365,14 +393,10 @@ def default_spec(
         default_episodes = recipe.scales[scale].episodes
     else:
         default_episodes = recipe.episodes
-    return CollectorSpec(
-        domain,
-        collector,
-        episodes or default_episodes,
-        recipe.episode_steps or dom.episode_steps,
-        seed,
-        scale,
-    )
+    steps = recipe.episode_steps or dom.episode_steps
+    if recipe.episode_steps is None:  # defaults count episodes of REFERENCE_EPISODE_STEPS steps
+        default_episodes = -(-default_episodes * REFERENCE_EPISODE_STEPS // steps)  # rounded up
+    return CollectorSpec(domain, collector, episodes or default_episodes, steps, seed, scale)
 
 
 def _check_supports(collector: str, domain: Domain) -> None:

@@ -428,6 +428,17 @@ def _check_run_file(path: Path) -> None:
         )
 
 
+def dataset_transitions(kind: str, cfg: OnlineConfig) -> int | None:
+    """The transitions of a ``kind`` dataset made with ``cfg``: ``policy_transitions`` for
+    ``medium``, twice that for ``medium-expert``; None for ``medium-replay``, whose size is the
+    training run's up to its stop."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown D4RL-style dataset {kind!r}; valid ones: {list(KINDS)}")
+    if kind == "medium-replay":
+        return None
+    return cfg.policy_transitions * (2 if kind == "medium-expert" else 1)
+
+
 def collect(
     kind: str,
     domain_name: str,
