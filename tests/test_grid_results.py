@@ -26,6 +26,7 @@ from zsrl.grid_results import (
     outcome,
     overestimation_table,
     size_table,
+    task_scores,
     training_curves,
     verdict_didactic,
     verdict_high_quality,
@@ -312,6 +313,24 @@ def test_training_curves_per_method_and_seed(tmp_path, book_grid):
     np.testing.assert_array_equal(first["alpha"], [0.9, 0.8])
     np.testing.assert_array_equal(first["actor_q"], [1.5, 2.5])
     assert "alpha" not in curves["FB"][0] and curves["FB"][1]["actor_q"][-1] == 100.0
+
+
+def test_task_scores_at_the_best_and_the_last_evaluation():
+    def evaluation(step, score, normalized=None):
+        result = {"score": score} | ({"normalized_score": normalized} if normalized else {})
+        return {"step": step, "mean_score": score, "tasks": {"forward": result}}
+
+    record = {
+        "evaluations": [evaluation(0, 1.0, 3.0), evaluation(10, 50.0, 9.0), evaluation(20, 7.0)]
+    }
+    assert task_scores(record, "best") == {
+        "forward": {"step": 10, "score": 50.0, "normalized": 9.0}
+    }
+    assert task_scores(record, "last") == {
+        "forward": {"step": 20, "score": 7.0, "normalized": None}
+    }
+    with pytest.raises(ValueError, match="unknown evaluation 'first'"):
+        task_scores(record, "first")
 
 
 def test_aggregate_statistics_and_the_cql_normalisation(tmp_path, book_grid):

@@ -34,7 +34,7 @@ import numpy as np
 from zsrl.methods import get_method
 from zsrl.plots import read_metrics
 from zsrl.record import read_record
-from zsrl.results import compare_methods, summarize
+from zsrl.results import compare_methods, pick_evaluation, summarize
 from zsrl.stats import (
     aggregate_replicates,
     aggregate_with_ci,
@@ -302,11 +302,12 @@ def _single_task_seeds(runs: list[Run]) -> tuple[list[dict[str, Any]], list[str]
     return records, notes
 
 
-def _method_table(
-    runs: list[Run], reps: int, seed: int, normalize_to: str | None = None
+def method_table(
+    runs: list[Run], reps: int = 10_000, seed: int = 0, normalize_to: str | None = None
 ) -> dict[str, Any]:
-    """Each method's aggregates (best and last evaluation), its probability of improving on FB and,
-    with ``normalize_to``, every IQM as a percentage of that method's, from the runs that landed."""
+    """Each method's aggregates over runs x tasks (best and last evaluation), its probability of
+    improving on FB and, with ``normalize_to``, every IQM as a percentage of that method's, from
+    the runs that landed (any runs: one experiment's, one domain's)."""
     groups, notes, by_method = {}, [], group_runs(runs, ("method",))
     for (method,), method_runs in by_method.items():
         if get_method(method).single_task:
@@ -407,7 +408,7 @@ def _success(summary: dict[str, Any], which: str, tasks: Sequence[str]) -> np.nd
 def high_quality_table(results: GridResults, reps: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """High-quality data (``uniform-reset``, nothing removed): each method's IQM, mean, median and
     optimality gap at the best and the last evaluation, and its probability of improving on FB."""
-    return _method_table(results.select(dataset=HIGH_QUALITY, action_filter=None), reps, seed)
+    return method_table(results.select(dataset=HIGH_QUALITY, action_filter=None), reps, seed)
 
 
 def aggregate_table(
@@ -422,7 +423,7 @@ def aggregate_table(
             f"unknown aggregate dataset {dataset!r}; valid choices: {list(LOW_QUALITY)}"
         )
     runs = results.select(dataset=dataset, size=100_000, action_filter=None)
-    table = _method_table(runs, reps, seed, normalize_to=method_label("cql"))
+    table = method_table(runs, reps, seed, normalize_to=method_label("cql"))
     table["data"] = data_label(dataset, 100_000)
     table["progress_fb_family"] = progress(r for r in runs if r.cell.method in FB_FAMILY)
     return table
@@ -437,6 +438,21 @@ def profiles(
         label: (taus, *performance_profile_ci(entry["scores"][which], taus, reps=reps, seed=seed))
         for label, entry in table["methods"].items()
         if "scores" in entry
+    }
+
+
+def task_scores(record: dict[str, Any], which: str) -> dict[str, dict[str, Any]]:
+    """Per task, a record's score (IQM over episodes) at its ``which`` evaluation (``best``: the
+    highest mean over tasks, or ``last``; :func:`zsrl.results.pick_evaluation`), that evaluation's
+    step, and D4RL's normalised score where the domain has one (else None)."""
+    entry = pick_evaluation(record, which)
+    return {
+        task: {
+            "step": entry["step"],
+            "score": result["score"],
+            "normalized": result.get("normalized_score"),
+        }
+        for task, result in entry["tasks"].items()
     }
 
 

@@ -45,8 +45,10 @@ def metrics_path(path: Path | str) -> Path:
     return path.with_name("metrics_" + path.name.removeprefix("record_")).with_suffix(".csv")
 
 
-def _pick(record: dict[str, Any], which: str) -> dict[str, Any]:
+def pick_evaluation(record: dict[str, Any], which: str) -> dict[str, Any]:
     """The record's last evaluation, or its best (highest mean score over tasks)."""
+    if which not in ("last", "best"):
+        raise ValueError(f"unknown evaluation {which!r}; valid choices: ['best', 'last']")
     evaluations = record["evaluations"]
     if which == "last":
         return evaluations[-1]
@@ -81,7 +83,7 @@ def combine_single_task(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise ValueError(f"single-task runs missing for some seeds' tasks: {missing}")
 
     def entry(runs: dict[str, dict[str, Any]], which: str) -> dict[str, Any]:
-        picked = {t: _pick(runs[t], which) for t in tasks}
+        picked = {t: pick_evaluation(runs[t], which) for t in tasks}
         scores = {t: picked[t]["scores"][t] for t in tasks}
         return {
             "step": max(e["step"] for e in picked.values()),
@@ -196,7 +198,7 @@ def summarize(
         "commands": [r["command"] for r in records],
     }
     for which in ("last", "best"):
-        entries = [_pick(r, which) for r in records]
+        entries = [pick_evaluation(r, which) for r in records]
         scores = np.array([[e["scores"][t] for t in tasks] for e in entries])  # runs x tasks
         aggregates = aggregate_with_ci(scores, METRICS, reps=reps, seed=seed, threshold=threshold)
         point, low, high = aggregates["iqm"]
