@@ -1,5 +1,5 @@
-"""Figures of training runs, shared by the scripts, the results and the book (the maze's own maps
-are in :mod:`zsrl.envs.point_mass_maze.maps`).
+"""Figures and tables of training runs, shared by the scripts, the results and the book (the maze's
+own maps are in :mod:`zsrl.envs.point_mass_maze.maps`).
 
 matplotlib is optional (the ``book`` extra): nothing here imports it at module load, and every
 function draws on axes that the caller made, so a figure can mix panels from several helpers.
@@ -8,10 +8,47 @@ function draws on axes that the caller made, so a figure can mix panels from sev
 from __future__ import annotations
 
 import csv
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of results: an HTML table where a notebook shows it (``display(Table(...))``, or the
+    last line of a cell), aligned plain text where it is printed; ``note`` goes under it."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.header):
+                raise ValueError(
+                    f"a row has {len(row)} cells, the header {len(self.header)}: {list(row)}"
+                )
+
+    def _repr_html_(self) -> str:
+        def cells(tag: str, row: Sequence[Any]) -> str:
+            return "".join(f"<{tag}>{html.escape(str(cell))}</{tag}>" for cell in row)
+
+        body = "".join(f"<tr>{cells('td', row)}</tr>" for row in self.rows)
+        note = f"<p>{html.escape(self.note)}</p>" if self.note else ""
+        return (
+            f'<table class="table" style="font-size:0.9em"><thead><tr>{cells("th", self.header)}'
+            f"</tr></thead><tbody>{body}</tbody></table>{note}"
+        )
+
+    def __str__(self) -> str:
+        text = [[str(cell) for cell in row] for row in [self.header, *self.rows]]
+        widths = [max(len(row[k]) for row in text) for k in range(len(self.header))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in text]
+        return "\n".join(lines + ([self.note] if self.note else []))
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
