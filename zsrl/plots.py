@@ -47,7 +47,9 @@ class Table:
     def __str__(self) -> str:
         text = [[str(cell) for cell in row] for row in [self.header, *self.rows]]
         widths = [max(len(row[k]) for row in text) for k in range(len(self.header))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in text]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in text
+        ]
         return "\n".join(lines + ([self.note] if self.note else []))
 
 
