@@ -5,7 +5,9 @@ Prints one table: for each domain, the environment's own ``step`` with uniform r
 walker2d and halfcheetah), and the ``random`` collector (and the maze's ``uniform-reset``), which
 steps whole batches of episodes with ``mujoco.rollout`` and observes them from the physics states.
 The last column is the collector's rate as a multiple of the raw stepping measured in the same run.
-Run on a quiet machine (nothing else on the cores):
+Each rate is the best of ``--repeats`` timings, taken in turn (raw, then each collector, then again),
+so that a burst of load on a shared machine slows one timing, not the ratio. Run on a quiet machine
+(nothing else on the cores):
 
     python benchmarks/bench_collect.py [--domains walker jaco] [--episodes 10] [--steps 5000]
 """
@@ -61,15 +63,21 @@ def main() -> None:
     parser.add_argument("--domains", nargs="+", default=domain_names(), choices=domain_names())
     parser.add_argument("--episodes", type=int, default=10, help="episodes per collection")
     parser.add_argument("--steps", type=int, default=5_000, help="raw environment steps timed")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per rate; the best counts")
     args = parser.parse_args()
     print(f"{'domain':16s} {'stepping':34s} {'steps/s':>10s} {'vs raw':>8s}")
     for domain in args.domains:
-        raw = raw_steps_per_second(domain, args.steps)
+        names = [name for name in ("random", "uniform-reset") if name in collector_names(domain)]
+        timings: dict[str, list[float]] = {"raw": [], **{name: [] for name in names}}
+        for _ in range(args.repeats):
+            timings["raw"].append(raw_steps_per_second(domain, args.steps))
+            for name in names:
+                timings[name].append(collection_steps_per_second(domain, name, args.episodes))
+        raw = max(timings["raw"])
         print(f"{domain:16s} {'env.step (raw)':34s} {raw:10.0f} {1.0:7.2f}x")
-        for name in ("random", "uniform-reset"):
-            if name in collector_names(domain):
-                rate = collection_steps_per_second(domain, name, args.episodes)
-                print(f"{domain:16s} {'collect ' + name:34s} {rate:10.0f} {rate / raw:7.2f}x")
+        for name in names:
+            rate = max(timings[name])
+            print(f"{domain:16s} {'collect ' + name:34s} {rate:10.0f} {rate / raw:7.2f}x")
 
 
 if __name__ == "__main__":

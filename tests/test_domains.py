@@ -126,7 +126,7 @@ def test_a_domain_registered_from_outside_trains_and_evaluates(rail, tmp_path, m
     cfg.validate()
     record = Trainer(cfg, tmp_path / "run", data_root=tmp_path / "data", progress=False).run()
     assert record["complete"] and record["domain"] == "rail" and record["tasks"] == ["reach_right"]
-    assert record["dataset"]["transitions"] == 100 * 50
+    assert record["dataset"]["transitions"] == 100_000  # default: 2000 episodes of 50 steps
     returns = record["evaluations"][-1]["tasks"]["reach_right"]["returns"]
     assert len(returns) == 2 and all(0 <= r <= 50 for r in returns)
 

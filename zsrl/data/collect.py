@@ -200,27 +200,23 @@ def _step_until_terminal(domain: Domain, start: np.ndarray, actions: np.ndarray)
     each episode stepped only until its first terminal state and its last state repeated after.
 
     Random walkers fall within tens of steps, so simulating whole episodes (as ``mujoco.rollout``
-    does) would spend nearly all of the time on steps that are then cut; stepping one ``MjData`` per
-    episode keeps its solver's warm start, as the environment's own ``step`` does.
+    does) would spend nearly all of the time on steps that are then cut. Episodes are stepped one
+    after the other in one ``MjData``, reset before each (so each starts as a fresh copy would, and
+    keeps its solver's warm start from step to step, as the environment's own ``step`` does).
     """
     n, T, _ = actions.shape
-    sim = BatchSim(domain, n)
-    sim.set_states(start)
+    sim = BatchSim(domain, 1)
+    data = sim.datas[0]
     out = np.empty((n, T, sim.state_size))  # n x T x P
-    alive = np.arange(n)  # episodes that have not ended
-    for t in range(T):
-        states = np.empty((len(alive), sim.state_size))  # alive x P
-        for row, i in zip(states, alive, strict=True):
-            data = sim.datas[i]
+    for i in range(n):
+        sim.set_states(start[i : i + 1])
+        for t in range(T):
             data.ctrl[:] = actions[i, t]
             mujoco.mj_step(sim.model, data, nstep=domain.physics_steps)
-            mujoco.mj_getState(sim.model, data, row, PHYSICS_STATE)
-        out[alive, t] = states
-        ended = domain.terminated(states)  # alive
-        out[alive[ended], t + 1 :] = states[ended, None]
-        alive = alive[~ended]
-        if not len(alive):
-            break
+            mujoco.mj_getState(sim.model, data, out[i, t], PHYSICS_STATE)
+            if domain.terminated(out[i, t : t + 1])[0]:
+                out[i, t + 1 :] = out[i, t]
+                break
     return out
 
 
