@@ -9,7 +9,7 @@ Each rate is the best of ``--repeats`` timings, taken in turn (raw, then each co
 so that a burst of load on a shared machine slows one timing, not the ratio. Run on a quiet machine
 (nothing else on the cores):
 
-    python benchmarks/bench_collect.py [--domains walker jaco] [--episodes 10] [--steps 5000]
+    python benchmarks/bench_collect.py [--domains walker jaco] [--transitions 10000] [--steps 5000]
 """
 
 from __future__ import annotations
@@ -50,9 +50,15 @@ def raw_steps_per_second(domain: str, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def collection_steps_per_second(domain: str, name: str, episodes: int) -> float:
-    """Transitions per second of collector ``name`` gathering ``episodes`` episodes (uncached)."""
-    spec = default_spec(domain, name, episodes=episodes * (100 if name == "uniform-reset" else 1))
+def collection_steps_per_second(domain: str, name: str, transitions: int) -> float:
+    """Transitions per second of collector ``name`` gathering about ``transitions`` transitions
+    (uncached), setup included. Where terminal states end episodes early (walker2d's falls), the
+    episodes are as many as make about that many transitions at the mean length of 20 pilot ones."""
+    spec = default_spec(domain, name, episodes=1)
+    length = spec.episode_steps
+    if get_domain(domain).terminated is not None:
+        length = len(collect(default_spec(domain, name, episodes=20), progress=False)) / 20
+    spec = default_spec(domain, name, episodes=max(1, round(transitions / length)))
     start = time.perf_counter()
     data = collect(spec, progress=False)
     return len(data) / (time.perf_counter() - start)
@@ -61,7 +67,9 @@ def collection_steps_per_second(domain: str, name: str, episodes: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", nargs="+", default=domain_names(), choices=domain_names())
-    parser.add_argument("--episodes", type=int, default=10, help="episodes per collection")
+    parser.add_argument(
+        "--transitions", type=int, default=10_000, help="transitions per collection, about"
+    )
     parser.add_argument("--steps", type=int, default=5_000, help="raw environment steps timed")
     parser.add_argument("--repeats", type=int, default=3, help="timings per rate; the best counts")
     args = parser.parse_args()
@@ -72,7 +80,7 @@ def main() -> None:
         for _ in range(args.repeats):
             timings["raw"].append(raw_steps_per_second(domain, args.steps))
             for name in names:
-                timings[name].append(collection_steps_per_second(domain, name, args.episodes))
+                timings[name].append(collection_steps_per_second(domain, name, args.transitions))
         raw = max(timings["raw"])
         print(f"{domain:16s} {'env.step (raw)':34s} {raw:10.0f} {1.0:7.2f}x")
         for name in names:
