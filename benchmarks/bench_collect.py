@@ -3,7 +3,8 @@
 Prints one table: for each domain, the environment's own ``step`` with uniform random actions
 (dm_control's ``env.step`` for the maze, walker, quadruped and jaco; Gymnasium's ``env.step`` for
 walker2d and halfcheetah), and the ``random`` collector (and the maze's ``uniform-reset``), which
-steps whole batches of episodes with ``mujoco.rollout`` and observes them from the physics states.
+steps whole batches of episodes with ``mujoco.rollout`` (on walker2d, whose falls end episodes, each
+episode in one ``MjData`` until its first terminal state) and observes them from the physics states.
 The last column is the collector's rate as a multiple of the raw stepping measured in the same run.
 Each rate is the best of ``--repeats`` timings, taken in turn (raw, then each collector, then again),
 so that a burst of load on a shared machine slows one timing, not the ratio. Run on a quiet machine

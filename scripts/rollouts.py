@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=labelled_run, action="append", required=True)
     parser.add_argument("--weights", nargs="+", default=["best"], choices=list(WEIGHTS))
     parser.add_argument("--tasks", nargs="+", default=None, help="default: each run's tasks")
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="per task; default: each run's evaluation's"
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True, help="path stem: writes .png .json .npz")
     argv = sys.argv[1:] if argv is None else argv
@@ -53,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         loaded, step = load_run(run_dir, w, data_root=args.data_dir)
         cfg = loaded.cfg
         tasks = args.tasks or loaded.task_names
+        episodes = args.episodes or cfg.eval.episodes
         results = evaluate(
             loaded.model,
             loaded.domain,
             tasks,
-            episodes=args.episodes,
+            episodes=episodes,
             seed=cfg.eval.seed,
             dataset=loaded.dataset,
             inference_samples=cfg.eval.inference_samples,
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "method": cfg.method,
                 "step": step,
                 "weights": w,
+                "episodes": episodes,
                 "tasks": {name: r.to_dict() for name, r in results.items()},
             }
         )

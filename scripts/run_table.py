@@ -23,7 +23,7 @@ from typing import Any
 from zsrl.config import RunConfig, departures
 from zsrl.methods import get_method, method_names
 from zsrl.plots import read_metrics
-from zsrl.results import load_records, metrics_path
+from zsrl.results import load_records, metrics_path, pick_evaluation
 
 
 def scored_tasks(scores: dict[str, float]) -> str:
@@ -57,8 +57,7 @@ def departure_text(record: dict[str, Any]) -> str:
 
 
 def run_row(path: Path, record: dict[str, Any], q_steps: list[int]) -> list[str]:
-    best = max(record["evaluations"], key=lambda e: e["mean_score"])
-    last = record["evaluations"][-1]
+    best, last = (pick_evaluation(record, which) for which in ("best", "last"))
     task = record.get("single_task")
     label = get_method(record["method"]).label + (
         f" ({task.removeprefix('reach_')})" if task else ""

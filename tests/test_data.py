@@ -71,8 +71,11 @@ def test_default_specs_hold_as_many_transitions_on_every_domain(name):
 
 def test_dataset_sizes_known_before_collecting():
     """Falls end random walker2d episodes early, and medium-replay is as long as the run's first
-    part: their sizes are known only once collected; D4RL-style medium data fix theirs."""
+    part: their sizes are known only once collected; explorers keep stepping their lanes after a
+    fall, and D4RL-style medium data fix theirs."""
     assert get_collector("random").transitions(default_spec("walker2d", "random")) is None
+    for name in ("rnd-short", "diayn"):
+        assert get_collector(name).transitions(default_spec("walker2d", name)) == 100_000
     sizes = {k: get_collector(k).transitions(default_spec("halfcheetah", k)) for k in medium.KINDS}
     cfg = medium.SCALES["book"]
     assert sizes == {

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from zsrl.data import medium
 from zsrl.envs import get_domain
 from zsrl.grid_results import (
     NO_DIFFERENCE,
@@ -23,6 +24,7 @@ from zsrl.grid_results import (
     group_runs,
     high_quality_table,
     load_grid_results,
+    method_table,
     outcome,
     overestimation_table,
     size_table,
@@ -191,6 +193,20 @@ def test_the_domains_grid_names_each_dataset_by_its_size_and_domain(tmp_path):
     (tmp_path / "record_fb_random_seed0.json").rename(tmp_path / f"record_{cell.run_name}.json")
     with pytest.raises(ValueError, match=r"are \('point_mass_maze', 'fb'.*plans \('quadruped'"):
         load_grid_results(grid_file, tmp_path)
+
+
+def test_sizes_known_only_once_collected_and_one_dataset_per_method_table(tmp_path):
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(
+        'scale = "quick"\ndomain = "walker2d"\n\n[[block]]\nmethod = "fb"\n'
+        'dataset = ["random", "medium"]\nseed = 0\n'
+    )
+    results = load_grid_results(grid_file, tmp_path / "none")
+    assert [r.size for r in results.runs] == [None, medium.SCALES["quick"].policy_transitions]
+    assert results.blocks[0].describe() == "FB on random, medium-2k (walker2d), seeds 0"
+    assert [r.cell.dataset for r in results.select(size=None)] == ["random"]
+    with pytest.raises(ValueError, match=r"compares methods on one dataset; the runs have 2"):
+        method_table(results.runs, reps=10)
 
 
 def test_each_experiment_plans_the_grid_cells_named_for_it(tmp_path, book_grid):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gymnasium
 import h5py
+import mujoco
 import numpy as np
 import pytest
 import torch
@@ -20,7 +21,7 @@ from zsrl.data import DatasetError, collect, default_spec, get_source
 from zsrl.data.readers import D4RL_REFERENCE_RETURNS, d4rl_domain, d4rl_normalized_score
 from zsrl.envs import get_domain
 from zsrl.envs.gym_mujoco import ENVIRONMENTS, TASK, start_states
-from zsrl.envs.registry import physics_state
+from zsrl.envs.registry import PHYSICS_STATE, physics_state
 from zsrl.evaluate import evaluate
 
 DOMAINS = ("walker2d", "halfcheetah")
@@ -165,6 +166,27 @@ def test_random_collection_ends_walker2d_episodes_at_terminal_states():
             rewards[row] = reward
     # relabelled from the stored physics states and the float32 actions the dataset holds
     np.testing.assert_allclose(data.rewards(task), rewards, rtol=1e-5, atol=1e-5)
+
+
+def test_random_walker2d_episodes_are_each_a_fresh_simulations():
+    """Collection steps the episodes one after another in one MjData; each is, bitwise, what a
+    fresh MjData steps from the same start with the same actions."""
+    name, E = "walker2d", 4
+    data = collect(default_spec(name, "random", episodes=E), progress=False)
+    domain = get_domain(name)
+    model = domain.model()
+    actions = np.random.default_rng(0).uniform(-1.0, 1.0, size=(E, domain.episode_steps, 6))
+    state = np.empty(mujoco.mj_stateSize(model, PHYSICS_STATE))  # P
+    for e in range(E):
+        rows = np.flatnonzero(data.episode == e)
+        fresh = mujoco.MjData(model)
+        mujoco.mj_setState(model, fresh, data.physics[rows[0]], PHYSICS_STATE)
+        mujoco.mj_forward(model, fresh)
+        for t, row in enumerate(rows):
+            fresh.ctrl[:] = actions[e, t]
+            mujoco.mj_step(model, fresh, nstep=domain.physics_steps)
+            mujoco.mj_getState(model, fresh, state, PHYSICS_STATE)
+            np.testing.assert_array_equal(state, data.next_physics[row])
 
 
 class LinearPolicy:

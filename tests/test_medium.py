@@ -22,6 +22,7 @@ from zsrl.data import (
     DatasetError,
     collect,
     default_spec,
+    get_collector,
     load_or_collect,
     medium,
 )
@@ -86,6 +87,9 @@ def test_the_three_datasets_come_from_one_cached_run(collected, domain):
     assert len(data["medium-replay"]) == run["stop"]["transitions"]
     n = QUICK.policy_transitions
     assert len(data["medium"]) == n and len(data["medium-expert"]) == 2 * n
+    for kind in ("medium", "medium-expert"):  # the sizes the grid reader knows beforehand
+        assert get_collector(kind).transitions(spec(domain, kind)) == len(data[kind])
+    assert get_collector("medium-replay").transitions(spec(domain, "medium-replay")) is None
     first_half = data["medium-expert"].select(np.arange(n))
     for name, array in data["medium"].arrays().items():
         np.testing.assert_array_equal(first_half.arrays()[name], array, err_msg=name)

@@ -81,7 +81,7 @@ def test_rollouts_with_both_weights_draw_each_run_twice(tmp_path, runs):
     best["model"] = load_checkpoint(other_dir / "checkpoint.pt")["agent"]["model"]
     _save_atomically(best, run_copy / "best_model.pt")
     stem = tmp_path / "both"
-    argv = ["--run", f"FB={run_copy}", "--weights", "last", "best", "--episodes", "2"]
+    argv = ["--run", f"FB={run_copy}", "--weights", "last", "best"]  # episodes: the runs' (2)
     assert script("rollouts").main([*argv, "--data-dir", str(data_root), "--out", str(stem)]) == 0
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert [(r["label"], r["weights"]) for r in saved["runs"]] == [
@@ -89,6 +89,7 @@ def test_rollouts_with_both_weights_draw_each_run_twice(tmp_path, runs):
         ("FB, best", "best"),
     ]
     for entry, expected in zip(saved["runs"], (record, other), strict=True):
+        assert entry["episodes"] == 2
         for task in TASKS:
             score = expected["last"]["scores"][task]
             assert entry["tasks"][task]["score"] == pytest.approx(score, rel=1e-6, abs=0)

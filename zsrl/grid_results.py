@@ -5,7 +5,7 @@ finished cell's record and metrics there, one by one, as ``record_<cell>.json`` 
 ``metrics_<cell>.csv`` (``<cell>`` is :attr:`zsrl.sweep.Cell.run_name`). :func:`load_grid_results`
 pairs every cell with its record where one has landed; :meth:`GridResults.select` and
 :func:`group_runs` pick and group the runs by their axes (method, dataset, size, action filter,
-seed, task). Each ``*_table`` function computes one experiment of the book's chapter
+seed, task, domain). Each ``*_table`` function computes one experiment of the book's chapter
 ``book/experiments.md`` from whatever records exist and says how many of the runs that the grid
 plans for it are in (:class:`Progress`), so the chapter fills itself in as the grid runs.
 
@@ -34,7 +34,7 @@ import numpy as np
 from zsrl.methods import get_method
 from zsrl.plots import read_metrics
 from zsrl.record import read_record
-from zsrl.results import compare_methods, pick_evaluation, summarize
+from zsrl.results import EVALUATIONS, compare_methods, pick_evaluation, summarize
 from zsrl.stats import (
     aggregate_replicates,
     aggregate_with_ci,
@@ -46,6 +46,7 @@ from zsrl.sweep import Cell, Grid, load_grid
 
 # The axes a run is selected and grouped by: the cell's, with the dataset's size in transitions.
 AXES = ("method", "dataset", "size", "action_filter", "seed", "task", "domain")
+DATA_AXES = ("domain", "dataset", "size", "action_filter")  # what a run trains on
 FB_FAMILY = ("fb", "vcfb", "mcfb")
 CONSERVATIVE = ("vcfb", "mcfb")
 DIDACTIC_TASKS = ("reach_top_left", "reach_top_right")  # reference: ref-didactic
@@ -53,7 +54,6 @@ LOW_QUALITY = ("rnd", "random")  # the aggregate's datasets, 100k transitions ea
 HIGH_QUALITY = "uniform-reset"
 OVERESTIMATION_SIZES = (1_000, 10_000, 100_000)  # paper Figure 2 (reference: ref-size-ablations)
 ABLATION_SIZES = (10_000, 100_000, 1_000_000)  # paper Figure 6 starts at 100k
-EVALUATIONS = ("best", "last")
 
 # The paper's claims that the maze grid tests, as the chapter states them.
 CLAIMS = {
@@ -219,12 +219,12 @@ class GridResults:
 def _size(cell: Cell) -> int | None:
     """The transitions a cell takes from its dataset: its subsample, or the whole dataset; None
     where only the collection tells (:meth:`zsrl.data.collect.Collector.transitions`)."""
-    from zsrl.data import default_spec, get_collector
+    from zsrl.data import get_collector
+    from zsrl.data.sources import collected_spec
 
     if cell.n_transitions:
         return cell.n_transitions
-    cfg = cell.config()
-    spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
+    spec = collected_spec(cell.config())
     return get_collector(spec.collector).transitions(spec)
 
 
@@ -307,7 +307,14 @@ def method_table(
 ) -> dict[str, Any]:
     """Each method's aggregates over runs x tasks (best and last evaluation), its probability of
     improving on FB and, with ``normalize_to``, every IQM as a percentage of that method's, from
-    the runs that landed (any runs: one experiment's, one domain's)."""
+    the runs that landed. The runs must share their data (domain, dataset, size, action filter):
+    methods are compared on the same data; runs on several are a ValueError naming them."""
+    data = list(group_runs(runs, DATA_AXES))
+    if len(data) > 1:
+        raise ValueError(
+            f"method_table compares methods on one dataset; the runs have {len(data)} "
+            f"({', '.join(DATA_AXES)}): {data}"
+        )
     groups, notes, by_method = {}, [], group_runs(runs, ("method",))
     for (method,), method_runs in by_method.items():
         if get_method(method).single_task:

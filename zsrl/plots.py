@@ -27,6 +27,9 @@ class Table:
     note: str = ""
 
     def __post_init__(self) -> None:
+        # kept as tuples: rows given as a generator are read once, here
+        object.__setattr__(self, "header", tuple(self.header))
+        object.__setattr__(self, "rows", tuple(tuple(row) for row in self.rows))
         for row in self.rows:
             if len(row) != len(self.header):
                 raise ValueError(

@@ -45,10 +45,14 @@ def metrics_path(path: Path | str) -> Path:
     return path.with_name("metrics_" + path.name.removeprefix("record_")).with_suffix(".csv")
 
 
+# the evaluations of a run that results report: its best and its last (reference: ref-evaluation)
+EVALUATIONS = ("best", "last")
+
+
 def pick_evaluation(record: dict[str, Any], which: str) -> dict[str, Any]:
     """The record's last evaluation, or its best (highest mean score over tasks)."""
-    if which not in ("last", "best"):
-        raise ValueError(f"unknown evaluation {which!r}; valid choices: ['best', 'last']")
+    if which not in EVALUATIONS:
+        raise ValueError(f"unknown evaluation {which!r}; valid choices: {list(EVALUATIONS)}")
     evaluations = record["evaluations"]
     if which == "last":
         return evaluations[-1]
@@ -285,8 +289,8 @@ def compare_methods(
 
     if not groups:
         raise ValueError("no methods to compare")
-    if which not in ("last", "best"):
-        raise ValueError(f"unknown evaluation {which!r}; valid choices: ['best', 'last']")
+    if which not in EVALUATIONS:
+        raise ValueError(f"unknown evaluation {which!r}; valid choices: {list(EVALUATIONS)}")
     reference = reference or next(iter(groups))
     if reference not in groups:
         raise ValueError(f"unknown reference {reference!r}; valid: {list(groups)}")

@@ -305,12 +305,12 @@ def run_cell(cell: Cell, out: str, data_root: str | None = None) -> CellResult:
 
 def _prepare_datasets(cells: Iterable[Cell], data_root: Path | None) -> None:
     """Collect every dataset the cells need once, here, so that no two workers collect one file."""
-    from zsrl.data import default_spec, load_or_collect
+    from zsrl.data import load_or_collect
+    from zsrl.data.sources import collected_spec
 
     specs = {}
     for cell in cells:
-        cfg = cell.config()
-        spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed)
+        spec = collected_spec(cell.config())
         specs[spec.name] = spec
     for spec in specs.values():
         load_or_collect(spec, root=data_root)

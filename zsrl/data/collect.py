@@ -1,7 +1,8 @@
 """Dataset collectors and the named-dataset cache.
 
 The two open-loop collectors act with uniform random actions, so whole batches of episodes are
-simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one ``env.step`` at a time:
+simulated by ``mujoco.rollout`` (MuJoCo's own batched stepper) rather than one ``env.step`` at a time
+(on a domain with terminal states, each episode only until its first, one after another):
 
 - ``random``: episodes from the domain's usual start distribution, like ExORL's RANDOM (reference: ref-exorl);
 - ``uniform-reset``: short episodes (10 steps) from states drawn uniformly over the free space
@@ -35,8 +36,9 @@ and ``quick`` for tests).
 
 On a domain with terminal states (Gymnasium's Walker2d) every episode ends at its first terminal
 state: the dataset marks that transition ``terminal`` and the last transition of every other
-episode ``truncation``. The open-loop collectors simulate whole episodes, then cut each there; the
-explorers start the next episode at once (:mod:`zsrl.data.explorer`).
+episode ``truncation``. The open-loop collectors step each episode until that state and cut it
+there, so their datasets hold fewer transitions than episodes × steps; the explorers start the next
+episode in the same lane at once and keep stepping (:mod:`zsrl.data.explorer`).
 """
 
 from __future__ import annotations
@@ -114,18 +116,21 @@ class Collector:
     sampler: str | None = None  # a named state sampler the domain must have (None: its starts)
     # the domain must have one task that is its objective, with D4RL's reference returns
     objective: bool = False
-    # the transitions a spec's dataset holds where its collector fixes them (D4RL-style data; None
-    # where only the collection tells); None: see :meth:`transitions`
+    # its episodes end at a domain's first terminal state, so their length is the simulation's
+    # (the open-loop collectors; the explorers start a fresh episode in the lane and keep stepping)
+    cut_at_terminals: bool = False
+    # the transitions of a spec's dataset where the collector fixes them otherwise than as episodes
+    # x steps (D4RL-style data); None where only the collection tells
     size: Callable[[CollectorSpec], int | None] | None = None
 
     def transitions(self, spec: CollectorSpec) -> int | None:
         """How many transitions ``spec``'s dataset holds, where that is known before collecting it:
-        its episodes times their steps, or what the collector fixes (``size``). None where episodes
-        end at terminal states (a random walker2d falls within tens of steps) or where the size is
-        the collection's outcome (``medium-replay``)."""
+        what the collector fixes (``size``), else its episodes times their steps. None where
+        episodes are cut at terminal states (random walker2d data: falls within tens of steps) or
+        where the size is the collection's outcome (``medium-replay``)."""
         if self.size is not None:
             return self.size(spec)
-        if get_domain(spec.domain).terminated is not None:
+        if self.cut_at_terminals and get_domain(spec.domain).terminated is not None:
             return None
         return spec.episodes * spec.episode_steps
 
@@ -298,18 +303,24 @@ def _collect_d4rl_style(
 
 
 def _d4rl_style_size(kind: str, spec: CollectorSpec) -> int | None:
+    """The size of a D4RL-style ``kind`` dataset at the spec's scale (:func:`default_spec` names
+    one; a spec without one is at the default, the first)."""
+    _check_scale(kind, spec.scale)
     return medium.dataset_transitions(kind, medium.SCALES[spec.scale or next(iter(medium.SCALES))])
 
 
 COLLECTORS: dict[str, Collector] = {
     "random": Collector(
-        partial(_collect_open_loop, lambda domain, rng, n: domain.sample_start(rng, n)), 100
+        partial(_collect_open_loop, lambda domain, rng, n: domain.sample_start(rng, n)),
+        100,
+        cut_at_terminals=True,
     ),
     "uniform-reset": Collector(
         partial(_collect_open_loop, lambda domain, rng, n: domain.sampler("free")(rng, n)),
         10_000,
         10,
         sampler="free",
+        cut_at_terminals=True,
     ),
     "rnd": Collector(
         partial(_collect_online, rnd.RNDAgent, rnd.LONG_SCALES),

@@ -12,19 +12,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zsrl.config import RunConfig
-from zsrl.data.collect import default_spec, get_collector, load_or_collect
+from zsrl.data.collect import CollectorSpec, default_spec, get_collector, load_or_collect
 from zsrl.data.dataset import Dataset
 
 # (run config, cache root or None, show progress) -> the whole dataset, before subsampling
 Loader = Callable[[RunConfig, Path | None, bool], Dataset]
 
 
+def collected_spec(cfg: RunConfig) -> CollectorSpec:
+    """The spec of the dataset a run of our collectors' data (``cfg.data.name``) trains on: a
+    collector with scales follows the run's scale (``quick`` runs on ``quick`` data)."""
+    scales = get_collector(cfg.data.name).scales
+    scale = cfg.scale if cfg.scale in scales else None
+    return default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed, scale)
+
+
 def _collected(cfg: RunConfig, root: Path | None, progress: bool) -> Dataset:
     """A named dataset of our collectors (``cfg.data.name``), from the cache or collected now."""
-    scales = get_collector(cfg.data.name).scales  # a collector with scales follows the run's
-    scale = cfg.scale if cfg.scale in scales else None
-    spec = default_spec(cfg.domain, cfg.data.name, cfg.data.episodes, cfg.data.collect_seed, scale)
-    return load_or_collect(spec, root=root, progress=progress)
+    return load_or_collect(collected_spec(cfg), root=root, progress=progress)
 
 
 SOURCES: dict[str, Loader] = {"collect": _collected}
