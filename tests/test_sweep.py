@@ -5,7 +5,7 @@ import json
 import pytest
 
 from zsrl.cli import main
-from zsrl.sweep import Grid, cell_status, load_grid, parse_grid, sweep
+from zsrl.sweep import CellResult, Grid, cell_status, load_grid, parse_grid, sweep
 
 SMALL = [
     "data.episodes=500",
@@ -219,6 +219,32 @@ def test_the_committed_grid_files_resolve_every_cell():
         grid = load_grid(path)
         assert len(grid) > (100 if path.stem in ("book_maze", "paper_maze") else 5), path
         assert len({c.run_name for c in grid.cells}) == len(grid)
+
+
+def test_first_starts_the_cells_it_names_before_the_others(
+    grid_file, tmp_path, monkeypatch, capsys
+):
+    """One pool, the named cells submitted first; a pattern that matches nothing is an error."""
+    submitted = []
+
+    def record_jobs(jobs, workers, data_root):  # runs nothing: each cell reports a failure
+        submitted.extend(cell.run_name for cell, _ in jobs)
+        return iter(
+            [CellResult(cell.run_name, out, "failed", error="not run") for cell, out in jobs]
+        )
+
+    monkeypatch.setattr("zsrl.sweep._run_local", record_jobs)
+    monkeypatch.setattr("zsrl.sweep._prepare_datasets", lambda cells, root: None)
+    grid = load_grid(grid_file)
+    sweep(grid, tmp_path, progress=False)
+    assert submitted == ["fb_uniform-reset_seed3", "vcfb_uniform-reset_seed3"]  # the grid's order
+    submitted.clear()
+    sweep(grid, tmp_path, progress=False, first=["vcfb_*"])
+    assert submitted == ["vcfb_uniform-reset_seed3", "fb_uniform-reset_seed3"]
+    with pytest.raises(ValueError, match=r"no cell of the grid matches \['sac_\*'\]"):
+        sweep(grid, tmp_path, progress=False, first=["sac_*"])
+    code = main(["sweep", str(grid_file), "--out-root", str(tmp_path), "--first", "sac_*"])
+    assert code == 2 and "no cell of the grid matches ['sac_*']" in capsys.readouterr().err
 
 
 def test_only_runs_the_cells_it_names(grid_file, data_root, tmp_path, capsys):

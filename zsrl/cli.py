@@ -147,6 +147,14 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the cells whose names match these shell patterns (e.g. 'fb_*'), so that "
         "two sweeps can share a grid; default: every cell",
     )
+    sw.add_argument(
+        "--first",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="start the cells matching these shell patterns (e.g. '*_seed0') before the others, "
+        "then go on with the rest in the same pool; default: the grid's order",
+    )
     sw.add_argument("--no-progress", action="store_true")
 
     summary = sub.add_parser("summarize", help="IQM with a 95%% interval over runs (seeds)")
@@ -319,6 +327,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     out_root = args.out_root or Path("runs") / args.grid.stem
     grid.select(args.only)  # a pattern that matches no cell: the error, before anything runs
+    if args.first is not None:
+        grid.select(args.first)
     status = grid_status(grid, out_root)
     print(
         f"{args.grid}: {len(grid)} cells in {out_root}: {len(status.done)} done, "
@@ -339,6 +349,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         results=args.results,
         progress=not args.no_progress,
         only=args.only,
+        first=args.first,
     )
     for r in (r for r in results if r.status != "not selected"):
         scores = "" if r.best is None else f"best {r.best:7.1f}  last {r.last:7.1f}"

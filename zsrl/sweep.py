@@ -351,11 +351,15 @@ def sweep(
     results: Path | None = None,
     progress: bool = True,
     only: Iterable[str] | None = None,
+    first: Iterable[str] | None = None,
 ) -> list[CellResult]:
     """Run every cell of ``grid`` not yet done; return one result per cell, in the grid's order.
 
     ``only``: run just the cells matching these name patterns (:meth:`Grid.select`), e.g. to split
     a grid between two sweeps that share its ``out_root``; the others are left as they are.
+    ``first``: start the cells matching these patterns before the others (one seed of every method
+    first, so that a figure can be drawn early), in one pool that then goes on with the rest, so
+    no worker waits; within each group, the grid's order.
     ``results``: a folder that receives ``record_<cell>.json`` and ``metrics_<cell>.csv`` of every
     finished cell and ``grid.json`` (the grid file, its cells and their statuses, read from
     ``out_root`` for the cells not selected).
@@ -374,6 +378,9 @@ def sweep(
     outs = {cell.run_name: out_root / cell.run_name for cell in grid.cells}
     done = {name for name, out in outs.items() if cell_status(out) == "done"}
     jobs = [(c, str(outs[c.run_name])) for c in selected if c.run_name not in done]
+    if first is not None:
+        early = {cell.run_name for cell in grid.select(first)}
+        jobs.sort(key=lambda job: job[0].run_name not in early)  # stable: the grid's order within
     by_name = {name: CellResult(name, str(outs[name]), "skipped") for name in done}
     by_name |= {
         c.run_name: CellResult(c.run_name, str(outs[c.run_name]), "not selected")
