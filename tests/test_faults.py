@@ -124,6 +124,7 @@ def test_every_field_refuses_a_value_of_the_wrong_type(field, bad, capsys):
         (["--seed", "-1"], "seed must be at least 0, got -1"),
         (["--method", "fbb"], "unknown method 'fbb'; valid choices"),
         (["--dataset", "d4rl"], "unknown dataset 'd4rl'; valid choices"),
+        (["--dataset", "medium"], "dataset 'medium' needs one task that is its objective"),
         (["--domain", "cheetah"], "unknown domain 'cheetah'; valid choices"),
         (["--action-filter", "no_diagonal"], "unknown action filter 'no_diagonal'"),
         (["--tasks", "reach_moon"], "unknown task 'reach_moon'"),

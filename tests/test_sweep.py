@@ -132,6 +132,25 @@ def test_a_bad_grid_file_fails_before_any_file_is_written(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.toml"], "grid file missing.toml does not exist"),
+        (["{tmp}"], "grid file {tmp} cannot be read: Is a directory"),
+        (["{grid}", "--workers", "0"], "workers must be a positive integer, got 0"),
+    ],
+)
+def test_bad_sweep_arguments_are_one_line_before_anything_is_printed(
+    grid_file, tmp_path, capsys, args, message
+):
+    argv = [a.format(grid=grid_file, tmp=tmp_path) for a in args]
+    assert main(["sweep", *argv, "--out-root", str(tmp_path / "runs")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: {message.format(tmp=tmp_path)}\n"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_local_grid_runs_every_cell_and_skips_them_when_run_again(local_run, grid_file, data_root):
     out, results = local_run
     assert [r.status for r in results] == ["done", "done"]

@@ -322,8 +322,9 @@ def cmd_video(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from zsrl.sweep import grid_status, load_grid, sweep
+    from zsrl.sweep import check_sweep_options, grid_status, load_grid, sweep
 
+    check_sweep_options(args.backend, args.workers)  # before the grid's status is printed
     grid = load_grid(args.grid)
     out_root = args.out_root or Path("runs") / args.grid.stem
     grid.select(args.only)  # a pattern that matches no cell: the error, before anything runs

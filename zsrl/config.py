@@ -246,7 +246,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Check every named choice against its registry; a bad one lists the valid ones."""
-        from zsrl.data import ACTION_FILTERS, collector_names
+        from zsrl.data import ACTION_FILTERS, check_supports, collector_names
         from zsrl.envs import get_domain
         from zsrl.infer import GOAL_INFERENCE
         from zsrl.methods import get_method
@@ -258,6 +258,8 @@ class RunConfig:
 
         _check_choice("data source", self.data.source, source_names())
         if self.data.source == "collect":
+            if self.data.name in collector_names():  # known, perhaps not on this domain
+                check_supports(self.data.name, get_domain(self.domain))
             _check_choice("dataset", self.data.name, collector_names(self.domain))
         if self.data.action_filter is not None:
             _check_choice("action filter", self.data.action_filter, ACTION_FILTERS)

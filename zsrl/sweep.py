@@ -241,10 +241,14 @@ def _checked(cells: list[Cell], where: str) -> list[Cell]:
 def load_grid(path: Path) -> Grid:
     """Read and check a grid file (TOML)."""
     path = Path(path)
+    if not path.exists():
+        raise ValueError(f"grid file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"grid file {path} is not UTF-8 text: {error}") from None
+    except OSError as error:  # a directory, no permission
+        raise ValueError(f"grid file {path} cannot be read: {error.strerror}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -341,6 +345,14 @@ def _run_ray(jobs: list[tuple[Cell, str]], address: str | None, data_root: str |
         yield ray.get(ready[0])
 
 
+def check_sweep_options(backend: str, workers: int) -> None:
+    """A known backend and at least one worker, or a ValueError naming the value."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid choices: {list(BACKENDS)}")
+    if workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+
+
 def sweep(
     grid: Grid,
     out_root: Path,
@@ -366,10 +378,7 @@ def sweep(
     """
     from tqdm import tqdm
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid choices: {list(BACKENDS)}")
-    if workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_sweep_options(backend, workers)
     from zsrl.data import data_dir
 
     out_root = Path(out_root).resolve()  # workers (and Ray's) may start elsewhere

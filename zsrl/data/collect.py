@@ -394,7 +394,7 @@ def default_spec(
     recipe = get_collector(collector)
     _check_scale(collector, scale)
     dom = get_domain(domain)
-    _check_supports(collector, dom)
+    check_supports(collector, dom)
     if recipe.scales:
         scale = scale or next(iter(recipe.scales))
         default_episodes = recipe.scales[scale].episodes
@@ -406,7 +406,7 @@ def default_spec(
     return CollectorSpec(domain, collector, episodes or default_episodes, steps, seed, scale)
 
 
-def _check_supports(collector: str, domain: Domain) -> None:
+def check_supports(collector: str, domain: Domain) -> None:
     """A collector the domain cannot run is a ValueError naming what it needs and where it runs."""
     recipe = get_collector(collector)
     if not recipe.supports(domain):
@@ -434,7 +434,7 @@ def collect(spec: CollectorSpec, progress: bool = True, checkpoint: Path | None 
     """
     recipe = get_collector(spec.collector)
     _check_scale(spec.collector, spec.scale)
-    _check_supports(spec.collector, get_domain(spec.domain))
+    check_supports(spec.collector, get_domain(spec.domain))
     if recipe.scales and spec.scale is None:
         raise ValueError(
             f"dataset {spec.collector!r} needs a scale; valid scales: {list(recipe.scales)}"
