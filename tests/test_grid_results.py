@@ -175,6 +175,29 @@ def test_a_record_under_another_cells_name_is_an_error(tmp_path):
         load_grid_results(grid_file, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [  # the record's value -> the cell's
+        ({"scale": "quick"}, "scale: 'quick' -> 'book'"),
+        ({"steps": 300}, "train.steps: 300 -> 30000"),
+        ({"overrides": ("agent.conservative.lagrange=False",)}, "lagrange: False -> True"),
+    ],
+)
+def test_a_record_of_the_cell_trained_otherwise_is_an_error(tmp_path, change, words):
+    """A quick run, a shorter one or one with another setting, under a book cell's name, is not it."""
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(SMALL_GRID)
+    (cell,) = load_grid(grid_file).select(["vcfb_uniform-reset_seed1"])
+    land(tmp_path, cell, 1.0)
+    assert load_grid_results(grid_file, tmp_path).select(method="vcfb")[1].done
+    land(tmp_path, replace(cell, **change), 1.0)
+    with pytest.raises(
+        ValueError, match="another configuration than cell vcfb_uniform-reset_seed1"
+    ) as e:
+        load_grid_results(grid_file, tmp_path)
+    assert words in str(e.value)
+
+
 def test_the_domains_grid_names_each_dataset_by_its_size_and_domain(tmp_path):
     grid_file = BOOK_GRID.with_name("book_domains.toml")
     results = load_grid_results(grid_file, tmp_path / "none")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import math
 import types
 import typing
@@ -500,6 +501,35 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[prefix + key] = value
     return out
+
+
+def config_differences(
+    saved: dict[str, Any],
+    current: dict[str, Any],
+    ignore: typing.Iterable[str] = (),
+    shown: int = 6,
+) -> str:
+    """How a saved configuration (a checkpoint's, a record's) differs from ``current``, as
+    ``key: saved -> current, ...``; empty where they agree. The dotted keys in ``ignore`` are left
+    out; the top-level fields (scale, method, ...) come first, and at most ``shown`` are listed.
+
+    Fields added to :class:`RunConfig` since ``saved`` was written take their defaults, which keep
+    the behaviour from before they existed, so a checkpoint or record of an older zsrl still agrees;
+    a field that no longer exists is reported."""
+    try:
+        saved = RunConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        pass  # an unknown or malformed field: compared as it is, and reported
+    ours, theirs = (_flat(json.loads(json.dumps(c))) for c in (saved, current))  # tuples as lists
+    skip = set(ignore)
+    keys = sorted(set(ours) | set(theirs), key=lambda key: (key.count("."), key))
+    diffs = [
+        f"{key}: {ours.get(key)!r} -> {theirs.get(key)!r}"
+        for key in keys
+        if key not in skip and ours.get(key) != theirs.get(key)
+    ]
+    more = f" and {len(diffs) - shown} more" if len(diffs) > shown else ""
+    return ", ".join(diffs[:shown]) + more
 
 
 def departures(config: RunConfig, section: str = "agent") -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from zsrl.config import config_differences
 from zsrl.methods import get_method
 from zsrl.plots import read_metrics
 from zsrl.record import read_record
@@ -47,6 +48,7 @@ from zsrl.sweep import Cell, Grid, load_grid
 # The axes a run is selected and grouped by: the cell's, with the dataset's size in transitions.
 AXES = ("method", "dataset", "size", "action_filter", "seed", "task", "domain")
 DATA_AXES = ("domain", "dataset", "size", "action_filter")  # what a run trains on
+WHERE_IT_RAN = ("train.device", "train.threads")  # a record's config fields that may differ
 FB_FAMILY = ("fb", "vcfb", "mcfb")
 CONSERVATIVE = ("vcfb", "mcfb")
 DIDACTIC_TASKS = ("reach_top_left", "reach_top_right")  # reference: ref-didactic
@@ -230,8 +232,9 @@ def _size(cell: Cell) -> int | None:
 
 def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | None]:
     """A cell's complete record in ``folder`` (None if it has not landed) and its metrics file.
-    A record that is not the cell's (another domain, method, seed, dataset, size, filter or task) is
-    an error naming the file."""
+    A record that is not the cell's (another domain, method, seed, dataset, size, filter or task),
+    or the cell's trained with another configuration (another scale, length or setting), is an
+    error naming the file."""
     path = folder / f"record_{cell.run_name}.json"
     metrics = folder / f"metrics_{cell.run_name}.csv"
     if not path.exists():
@@ -260,6 +263,11 @@ def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | Non
         raise ValueError(
             f"{path} is not the record of cell {cell.run_name}: (domain, method, dataset, "
             f"n_transitions, action_filter, task, seed) are {found}, the grid plans {planned}"
+        )
+    diff = config_differences(record["config"], cell.config().to_dict(), WHERE_IT_RAN)
+    if diff:
+        raise ValueError(
+            f"{path} was trained with another configuration than cell {cell.run_name}'s: {diff}"
         )
     if not record["complete"]:
         return None, None

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from zsrl.agents import Agent, Batch, TrainingData, build_agent
-from zsrl.config import RunConfig
+from zsrl.config import RunConfig, config_differences
 from zsrl.data import Dataset
 from zsrl.data.sources import prepare_dataset
 from zsrl.envs import get_domain
@@ -50,16 +50,8 @@ RUN_FILES = (CHECKPOINT, BEST_MODEL, METRICS, RECORD, OWNER)
 VIDEOS = "videos"  # a run's rendered rollouts (python -m zsrl video), removed when it restarts
 
 
-def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config with the fields added since it was written set to their defaults.
-
-    New config fields default to the behaviour before they existed, so a checkpoint written by an
-    older zsrl resumes; a field that no longer exists is left for the comparison to report.
-    """
-    try:
-        return RunConfig.from_dict(saved).to_dict()
-    except (TypeError, ValueError):
-        return saved
+# What a resumed run may change: its length, its device, its threads.
+RESUMABLE = ("train.steps", "train.device", "train.threads")
 
 
 class RunFolderError(ValueError):
@@ -232,10 +224,8 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         state = load_checkpoint(self.checkpoint_path)
-        saved = _comparable(json.loads(state["config"]))
-        current = _comparable(self.cfg.to_dict())
-        if saved != current:
-            diff = _dict_diff(saved, current)
+        diff = config_differences(json.loads(state["config"]), self.cfg.to_dict(), RESUMABLE)
+        if diff:
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} was made with a different configuration "
                 f"({diff}); use another output directory or --no-resume"
@@ -282,14 +272,13 @@ class Trainer:
         # a run's videos are zsrl's; a folder of that name where no run is may be anyone's
         ours = (*RUN_FILES, *_SIDECARS, *((VIDEOS,) if owner is not None else ()))
         foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-        mine = _comparable(self.cfg.to_dict())
-        same = owner is None or (bool(owner) and _comparable(owner) == mine)
+        diff = config_differences(owner, self.cfg.to_dict(), RESUMABLE) if owner else ""
+        same = owner is None or (bool(owner) and not diff)
         if (foreign or not same) and not self.overwrite:
             what = (
                 f"files zsrl did not write {foreign[:4]}"
                 if foreign
-                else "another run"
-                + (f" ({_dict_diff(_comparable(owner), mine)})" if owner else " (unreadable)")
+                else "another run" + (f" ({diff})" if owner else " (unreadable)")
             )
             raise RunFolderError(
                 f"{out} holds {what}; choose another --out, or pass --overwrite to replace its "
@@ -578,25 +567,3 @@ def _fmt(entry: dict[str, Any]) -> str:
 
 # the checksum files of the run files (the dataset cache's convention), if any are there
 _SIDECARS = tuple(f"{name}.sha256" for name in RUN_FILES)
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved configuration with the defaults of fields added since, less what a run may change
-    when it is resumed (its length, its device, its threads)."""
-    config = _with_defaults(json.loads(json.dumps(config)))
-    for key in ("steps", "device", "threads"):
-        config["train"].pop(key, None)
-    return config
-
-
-def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            sub = _dict_diff(x, y, f"{prefix}{key}.")
-            if sub:
-                out.append(sub)
-        elif x != y:
-            out.append(f"{prefix}{key}: {x!r} -> {y!r}")
-    return ", ".join(out)
