@@ -175,6 +175,21 @@ def test_a_record_under_another_cells_name_is_an_error(tmp_path):
         load_grid_results(grid_file, tmp_path)
 
 
+def test_a_run_that_stopped_early_is_counted_apart_and_not_done(tmp_path):
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(SMALL_GRID)
+    (cell,) = load_grid(grid_file).select(["vcfb_uniform-reset_seed1"])
+    land(tmp_path, cell, 1.0)
+    record = json.loads((tmp_path / "record_vcfb_uniform-reset_seed1.json").read_text())
+    record |= {"complete": False, "stopped": "non-finite ['fb_loss'] near step 7500"}
+    (tmp_path / "record_vcfb_uniform-reset_seed1.json").write_text(json.dumps(seal(record)))
+    results = load_grid_results(grid_file, tmp_path)
+    (run,) = results.select(method="vcfb", seed=1)
+    assert not run.done and run.stopped == record["stopped"]
+    assert results.progress == Progress(0, 10, stopped=1)
+    assert str(results.progress) == "0 of 10 runs; 1 stopped early by a non-finite loss"
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [  # the record's value -> the cell's

@@ -240,6 +240,26 @@ def test_the_committed_grid_files_resolve_every_cell():
         assert len({c.run_name for c in grid.cells}) == len(grid)
 
 
+def test_a_run_stopped_by_a_non_finite_loss_lands_its_record_and_a_crash_does_not(
+    grid_file, tmp_path, monkeypatch
+):
+    """The results folder shows which cells stopped early for good; other failures leave nothing."""
+
+    def fail(jobs, workers, data_root):
+        (fb, fb_out), (vcfb, vcfb_out) = jobs
+        (tmp_path / "runs" / fb.run_name).mkdir(parents=True)
+        stopped = {"complete": False, "stopped": "non-finite ['fb_loss'] near step 20"}
+        (tmp_path / "runs" / fb.run_name / "record.json").write_text(json.dumps(stopped))
+        return iter([CellResult(c.run_name, o, "failed", error="x") for c, o in jobs])
+
+    monkeypatch.setattr("zsrl.sweep._run_local", fail)
+    monkeypatch.setattr("zsrl.sweep._prepare_datasets", lambda cells, root: None)
+    results = tmp_path / "results"
+    sweep(load_grid(grid_file), tmp_path / "runs", progress=False, results=results)
+    landed = sorted(p.name for p in results.glob("record_*.json"))
+    assert landed == ["record_fb_uniform-reset_seed3.json"]
+
+
 def test_first_starts_the_cells_it_names_before_the_others(
     grid_file, tmp_path, monkeypatch, capsys
 ):

@@ -96,20 +96,25 @@ class Interval(NamedTuple):
 
 @dataclass(frozen=True)
 class Progress:
-    """How many of the runs a grid plans for something have landed."""
+    """How many of the runs a grid plans for something have landed, and how many of the others
+    stopped early (a non-finite loss: they will not land unless the run is changed)."""
 
     done: int
     planned: int
+    stopped: int = 0
 
     @property
     def complete(self) -> bool:
         return 0 < self.planned == self.done
 
     def __str__(self) -> str:
-        return f"{self.done} of {self.planned} runs"
+        stopped = f"; {self.stopped} stopped early by a non-finite loss" if self.stopped else ""
+        return f"{self.done} of {self.planned} runs{stopped}"
 
     def __add__(self, other: Progress) -> Progress:
-        return Progress(self.done + other.done, self.planned + other.planned)
+        return Progress(
+            self.done + other.done, self.planned + other.planned, self.stopped + other.stopped
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class Run:
     size: int | None  # transitions taken from the dataset, before any filter (None: not known)
     record: dict[str, Any] | None = None
     metrics: Path | None = None  # the metrics file beside the record, where there is one
+    stopped: str | None = None  # why the run stopped early, where its sweep reported that
 
     @property
     def done(self) -> bool:
@@ -133,7 +139,9 @@ class Run:
 
 def progress(runs: Iterable[Run]) -> Progress:
     runs = list(runs)
-    return Progress(sum(run.done for run in runs), len(runs))
+    return Progress(
+        sum(run.done for run in runs), len(runs), sum(run.stopped is not None for run in runs)
+    )
 
 
 def group_runs(runs: Iterable[Run], by: Sequence[str] = AXES) -> dict[tuple, list[Run]]:
@@ -230,15 +238,18 @@ def _size(cell: Cell) -> int | None:
     return get_collector(spec.collector).transitions(spec)
 
 
-def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | None]:
-    """A cell's complete record in ``folder`` (None if it has not landed) and its metrics file.
+def _landed(cell: Cell, folder: Path) -> Run:
+    """The cell's run as ``folder`` holds it: its complete record and metrics once it has landed, or
+    why it stopped early where a sweep copied the record of a run that did (:func:`zsrl.sweep.sweep`).
+
     A record that is not the cell's (another domain, method, seed, dataset, size, filter or task),
     or the cell's trained with another configuration (another scale, length or setting), is an
     error naming the file."""
     path = folder / f"record_{cell.run_name}.json"
     metrics = folder / f"metrics_{cell.run_name}.csv"
+    size = _size(cell)
     if not path.exists():
-        return None, None
+        return Run(cell, size)
     record = read_record(path)
     data, seed = record["config"].get("data", {}), record["config"]["train"]["seed"]
     found = (
@@ -270,8 +281,8 @@ def _landed(cell: Cell, folder: Path) -> tuple[dict[str, Any] | None, Path | Non
             f"{path} was trained with another configuration than cell {cell.run_name}'s: {diff}"
         )
     if not record["complete"]:
-        return None, None
-    return record, metrics if metrics.exists() else None
+        return Run(cell, size, stopped=record.get("stopped"))
+    return Run(cell, size, record, metrics if metrics.exists() else None)
 
 
 def load_grid_results(grid_file: Path | str, folder: Path | str) -> GridResults:
@@ -280,8 +291,7 @@ def load_grid_results(grid_file: Path | str, folder: Path | str) -> GridResults:
     folder = Path(folder)
     runs = {}
     for cell in grid.cells:
-        record, metrics = _landed(cell, folder)
-        runs[cell.run_name] = Run(cell, _size(cell), record, metrics)
+        runs[cell.run_name] = _landed(cell, folder)
     blocks = [
         Block(number, [runs[cell.run_name] for cell in cells])
         for number, cells in enumerate(grid.blocks(), 1)

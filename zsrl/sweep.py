@@ -414,7 +414,7 @@ def sweep(
             by_name[result.run_name] = result
             bar.update(1)
             bar.set_postfix(failed=sum(r.status == "failed" for r in by_name.values()))
-            if results is not None and result.status == "done":
+            if results is not None and (result.status == "done" or _stopped(Path(result.out))):
                 _collect(Path(result.out), result.run_name, Path(results))
         bar.close()
     ordered = [by_name[cell.run_name] for cell in grid.cells]
@@ -432,6 +432,14 @@ def sweep(
             },
         )
     return ordered
+
+
+def _stopped(out: Path) -> bool:
+    """Whether the run in ``out`` stopped early for good (a non-finite loss), as its record says."""
+    try:
+        return "stopped" in json.loads((out / "record.json").read_text())
+    except (OSError, json.JSONDecodeError, TypeError):
+        return False
 
 
 def _collect(out: Path, run_name: str, results: Path) -> None:
