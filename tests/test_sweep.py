@@ -5,7 +5,7 @@ import json
 import pytest
 
 from zsrl.cli import main
-from zsrl.sweep import CellResult, Grid, cell_status, load_grid, parse_grid, sweep
+from zsrl.sweep import CellResult, Grid, cell_status, grid_status, load_grid, parse_grid, sweep
 
 SMALL = [
     "data.episodes=500",
@@ -258,6 +258,32 @@ def test_a_run_stopped_by_a_non_finite_loss_lands_its_record_and_a_crash_does_no
     sweep(load_grid(grid_file), tmp_path / "runs", progress=False, results=results)
     landed = sorted(p.name for p in results.glob("record_*.json"))
     assert landed == ["record_fb_uniform-reset_seed3.json"]
+
+
+def test_status_estimates_the_time_left_from_the_finished_cells(tmp_path, capsys):
+    """Each cell left costs the mean wall time of its method's finished cells (of all finished
+    cells where its method has none), less the share of its updates already done."""
+    grid_file = tmp_path / "three.toml"
+    grid_file.write_text(GRID.replace("seed = 3", "seed = [3, 4]"))
+    out = tmp_path / "runs"
+    records = {  # fb seed 3: done in 2 h; vcfb seed 3: a quarter done; fb and vcfb seed 4: to start
+        "fb_uniform-reset_seed3": {"complete": True, "wall_time_s": 7200},
+        "vcfb_uniform-reset_seed3": {"complete": False, "steps_done": 10,
+                                     "config": {"train": {"steps": 40}}},
+    }  # fmt: skip
+    for name, record in records.items():
+        (out / name).mkdir(parents=True)
+        (out / name / "record.json").write_text(json.dumps(record))
+    status = grid_status(load_grid(grid_file), out)
+    assert status.hours_left(load_grid(grid_file)) == pytest.approx(2 * 0.75 + 2 + 2)
+    assert main(["sweep", str(grid_file), "--out-root", str(out), "--status"]) == 0
+    assert "about 6 cell-hours at the wall times of the 1 finished cells, 3 h on 2 workers" in (
+        capsys.readouterr().out
+    )
+    assert (
+        grid_status(load_grid(grid_file), tmp_path / "none").hours_left(load_grid(grid_file))
+        is None
+    )
 
 
 def test_first_starts_the_cells_it_names_before_the_others(

@@ -335,6 +335,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{args.grid}: {len(grid)} cells in {out_root}: {len(status.done)} done, "
         f"{len(status.partial)} to resume, {len(status.todo)} to start"
     )
+    hours = status.hours_left(grid)
+    if hours is not None and (status.partial or status.todo):
+        workers = 1 if args.backend == "ray" else args.workers  # a cluster's size is its own
+        print(
+            f"  time left: about {hours:.0f} cell-hours at the wall times of the "
+            f"{len(status.wall_hours)} finished cells"
+            + (f", {hours / workers:.0f} h on {workers} workers" if workers > 1 else "")
+        )
     if args.status:
         for state in ("done", "partial", "todo"):
             for name in getattr(status, state):

@@ -43,6 +43,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from zsrl.config import RunConfig, resolve
@@ -436,10 +437,8 @@ def sweep(
 
 def _stopped(out: Path) -> bool:
     """Whether the run in ``out`` stopped early for good (a non-finite loss), as its record says."""
-    try:
-        return "stopped" in json.loads((out / "record.json").read_text())
-    except (OSError, json.JSONDecodeError, TypeError):
-        return False
+    record = _read_json(out / "record.json")
+    return isinstance(record, dict) and "stopped" in record
 
 
 def _collect(out: Path, run_name: str, results: Path) -> None:
@@ -451,15 +450,54 @@ def _collect(out: Path, run_name: str, results: Path) -> None:
 
 @dataclass
 class GridStatus:
-    """How far a grid has come: cells by status."""
+    """How far a grid has come: cells by status, with what the finished ones took and how far the
+    interrupted ones got (the share of their updates done, from their records)."""
 
     done: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
+    wall_hours: dict[str, float] = field(default_factory=dict)  # done cells' records' wall times
+    share_done: dict[str, float] = field(default_factory=dict)  # partial cells', in [0, 1]
+
+    def hours_left(self, grid: Grid) -> float | None:
+        """The cell-hours the cells not done still need (divide by the workers for wall time), at
+        the mean wall time measured for each (domain, method), or for all finished cells where a
+        pair has none; None before any cell has finished."""
+        if not self.wall_hours:
+            return None
+        cells = {cell.run_name: cell for cell in grid.cells}
+        measured: dict[tuple[str, str], list[float]] = {}
+        for name, hours in self.wall_hours.items():
+            measured.setdefault((cells[name].domain, cells[name].method), []).append(hours)
+        overall = fmean(self.wall_hours.values())
+        return sum(
+            fmean(measured.get((cells[name].domain, cells[name].method), [overall]))
+            * (1 - self.share_done.get(name, 0.0))
+            for name in (*self.partial, *self.todo)
+        )
 
 
 def grid_status(grid: Grid, out_root: Path) -> GridStatus:
     status = GridStatus()
     for cell in grid.cells:
-        getattr(status, cell_status(Path(out_root) / cell.run_name)).append(cell.run_name)
+        out = Path(out_root) / cell.run_name
+        state = cell_status(out)
+        getattr(status, state).append(cell.run_name)
+        record = _read_json(out / "record.json") if state != "todo" else None
+        if record is None:
+            continue
+        if state == "done" and record.get("wall_time_s") is not None:
+            status.wall_hours[cell.run_name] = record["wall_time_s"] / 3600
+        elif state == "partial" and record.get("steps_done") is not None:
+            steps = record.get("config", {}).get("train", {}).get("steps") or 0
+            status.share_done[cell.run_name] = (
+                min(1.0, record["steps_done"] / steps) if steps else 0
+            )
     return status
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
