@@ -263,14 +263,12 @@ def load_grid(path: Path) -> Grid:
 
 def cell_status(out: Path) -> str:
     """``done`` (a complete record), ``partial`` (a checkpoint or record to resume) or ``todo``."""
-    record = out / "record.json"
-    if record.exists():
-        try:
-            if json.loads(record.read_text()).get("complete"):
-                return "done"
-        except (json.JSONDecodeError, AttributeError):
-            pass
-    return "partial" if (out / "checkpoint.pt").exists() or record.exists() else "todo"
+    record = _read_json(out / "record.json")
+    if record is not None and record.get("complete"):
+        return "done"
+    return (
+        "partial" if (out / "checkpoint.pt").exists() or (out / "record.json").exists() else "todo"
+    )
 
 
 @dataclass
@@ -437,8 +435,7 @@ def sweep(
 
 def _stopped(out: Path) -> bool:
     """Whether the run in ``out`` stopped early for good (a non-finite loss), as its record says."""
-    record = _read_json(out / "record.json")
-    return isinstance(record, dict) and "stopped" in record
+    return "stopped" in (_read_json(out / "record.json") or {})
 
 
 def _collect(out: Path, run_name: str, results: Path) -> None:
@@ -497,7 +494,9 @@ def grid_status(grid: Grid, out_root: Path) -> GridStatus:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None where there is none, or it is unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    return value if isinstance(value, dict) else None
