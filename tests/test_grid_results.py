@@ -321,6 +321,9 @@ def test_didactic_success_rates_and_distances_best_and_last(tmp_path, book_grid)
     assert entry["improvement"]["best"]["VC-FB"] == (1.0, 1.0, 1.0)
     same = entry["improvement"]["last"]["MC-FB"]  # the same success rates as FB's
     assert same.point == pytest.approx(0.5) and same.low < 0.5 < same.high
+    assert entry["closer"]["best"]["MC-FB"] == (1.0, 1.0, 1.0)  # within the radius, FB 1.0 away
+    same = entry["closer"]["last"]["VC-FB"]  # the same final distances as FB's
+    assert same.point == pytest.approx(0.5) and same.low < 0.5 < same.high
     assert verdict_didactic(table).outcome == "pending (15 of 30 runs)"
 
     for cell in cells(book_grid, "*_rnd_n100000_no_left_seed*"):
