@@ -50,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, run_dir in args.run
         for w in weights
     ]
-    runs, paths = [], {}
+    runs, paths, datasets = [], {}, {}
     for label, run_dir, w in drawn:
-        loaded, step = load_run(run_dir, w, data_root=args.data_dir)
+        loaded, step = load_run(run_dir, w, args.data_dir, datasets.get(run_dir))
+        datasets[run_dir] = loaded.dataset  # the run's other weights evaluate on it too
         cfg = loaded.cfg
         tasks = args.tasks or loaded.task_names
         episodes = args.episodes or cfg.eval.episodes

@@ -496,7 +496,10 @@ class LoadedRun:
 
 
 def load_run(
-    run_dir: Path, which: str = "last", data_root: Path | None = None
+    run_dir: Path,
+    which: str = "last",
+    data_root: Path | None = None,
+    dataset: Dataset | None = None,
 ) -> tuple[LoadedRun, int]:
     """A finished or stopped run with its last or its best weights, and their step.
 
@@ -504,6 +507,8 @@ def load_run(
     evaluation (``best_model.pt``). The run's configuration is the one saved with the weights, so the
     result brings the run's dataset, domain and tasks with it, and its evaluations so far. Best weights
     that do not belong to the best evaluation of the run's record are a :class:`CheckpointError`.
+    ``dataset``: the run's dataset where the caller has it already (another load of the same run),
+    so that it is not prepared again.
     """
     if which not in WEIGHTS:
         raise ValueError(f"unknown weights {which!r}; valid: {list(WEIGHTS)}")
@@ -517,7 +522,8 @@ def load_run(
     cfg.validate()
     device = resolve_device(cfg.train.device)
     domain = get_domain(cfg.domain)
-    dataset = prepare_dataset(cfg, data_root, progress=False)
+    if dataset is None:
+        dataset = prepare_dataset(cfg, data_root, progress=False)
     model = build_agent(cfg.method, cfg.agent, domain.obs_dim, domain.action_dim, device).model
     model.set_obs_stats(torch.as_tensor(dataset.observation, device=device))
     step = int(state["step"])
