@@ -241,7 +241,7 @@ def test_the_committed_grid_files_resolve_every_cell():
 
 
 def test_a_run_stopped_by_a_non_finite_loss_lands_its_record_and_a_crash_does_not(
-    grid_file, tmp_path, monkeypatch
+    grid_file, tmp_path, monkeypatch, capsys
 ):
     """The results folder shows which cells stopped early for good; other failures leave nothing."""
 
@@ -258,6 +258,11 @@ def test_a_run_stopped_by_a_non_finite_loss_lands_its_record_and_a_crash_does_no
     sweep(load_grid(grid_file), tmp_path / "runs", progress=False, results=results)
     landed = sorted(p.name for p in results.glob("record_*.json"))
     assert landed == ["record_fb_uniform-reset_seed3.json"]
+    log = capsys.readouterr().out.splitlines()  # a line per cell as it ends, progress bar or not
+    assert [line.split()[:3] for line in log] == [
+        ["[1/2]", "failed", "fb_uniform-reset_seed3"],
+        ["[2/2]", "failed", "vcfb_uniform-reset_seed3"],
+    ]
 
 
 def test_status_estimates_the_time_left_from_the_finished_cells(tmp_path, capsys):

@@ -361,8 +361,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         first=args.first,
     )
     for r in (r for r in results if r.status != "not selected"):
-        scores = "" if r.best is None else f"best {r.best:7.1f}  last {r.last:7.1f}"
-        print(f"  {r.status:8s} {r.run_name:48s} {scores}{r.error}")
+        print(f"  {r.line()}")
     failed = [r for r in results if r.status == "failed"]
     if failed:
         print(f"error: {len(failed)} of {len(results)} cells failed", file=sys.stderr)

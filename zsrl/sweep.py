@@ -282,6 +282,11 @@ class CellResult:
     last: float | None = None
     error: str = ""
 
+    def line(self) -> str:
+        """One line for a log: status, cell, best and last mean return (or the error)."""
+        scores = "" if self.best is None else f"best {self.best:7.1f}  last {self.last:7.1f}"
+        return f"{self.status:8s} {self.run_name:48s} {scores}{self.error}"
+
 
 def run_cell(cell: Cell, out: str, data_root: str | None = None) -> CellResult:
     """Train one cell to completion in ``out`` (resuming if it holds a checkpoint); never raises."""
@@ -409,9 +414,10 @@ def sweep(
             unit="cell",
             disable=not progress,
         )
-        for result in finished:
+        for count, result in enumerate(finished, len(selected) - len(jobs) + 1):
             by_name[result.run_name] = result
             bar.update(1)
+            bar.write(f"[{count}/{len(selected)}] {result.line()}")  # a line per cell, bar or not
             bar.set_postfix(failed=sum(r.status == "failed" for r in by_name.values()))
             if results is not None and (result.status == "done" or _stopped(Path(result.out))):
                 _collect(Path(result.out), result.run_name, Path(results))
