@@ -280,6 +280,11 @@ def test_status_estimates_the_time_left_from_the_finished_cells(tmp_path, capsys
         (out / name).mkdir(parents=True)
         (out / name / "record.json").write_text(json.dumps(record))
     status = grid_status(load_grid(grid_file), out)
+    assert (status.done, status.partial, sorted(status.todo)) == (
+        ["fb_uniform-reset_seed3"],
+        ["vcfb_uniform-reset_seed3"],
+        ["fb_uniform-reset_seed4", "vcfb_uniform-reset_seed4"],
+    )
     assert status.hours_left(load_grid(grid_file)) == pytest.approx(2 * 0.75 + 2 + 2)
     assert main(["sweep", str(grid_file), "--out-root", str(out), "--status"]) == 0
     assert "about 6 cell-hours at the wall times of the 1 finished cells, 3 h on 2 workers" in (

@@ -263,12 +263,17 @@ def load_grid(path: Path) -> Grid:
 
 def cell_status(out: Path) -> str:
     """``done`` (a complete record), ``partial`` (a checkpoint or record to resume) or ``todo``."""
-    record = _read_json(out / "record.json")
+    return _status_from(out, _read_json(out / "record.json"))
+
+
+def _status_from(out: Path, record: dict | None) -> str:
+    """`cell_status` given the run folder's record, already read (None where it has none)."""
     if record is not None and record.get("complete"):
         return "done"
-    return (
-        "partial" if (out / "checkpoint.pt").exists() or (out / "record.json").exists() else "todo"
+    to_resume = record is not None or any(
+        (out / f).exists() for f in ("checkpoint.pt", "record.json")
     )
+    return "partial" if to_resume else "todo"
 
 
 @dataclass
@@ -484,9 +489,9 @@ def grid_status(grid: Grid, out_root: Path) -> GridStatus:
     status = GridStatus()
     for cell in grid.cells:
         out = Path(out_root) / cell.run_name
-        state = cell_status(out)
+        record = _read_json(out / "record.json")
+        state = _status_from(out, record)
         getattr(status, state).append(cell.run_name)
-        record = _read_json(out / "record.json") if state != "todo" else None
         if record is None:
             continue
         if state == "done" and record.get("wall_time_s") is not None:
