@@ -16,8 +16,10 @@ from zsrl.grid_results import (
     OPPOSITE,
     PARTLY,
     REPRODUCED,
+    UNDECIDED,
     Interval,
     Progress,
+    Verdict,
     aggregate_table,
     combine_outcomes,
     didactic_table,
@@ -326,6 +328,12 @@ def test_didactic_success_rates_and_distances_best_and_last(tmp_path, book_grid)
     assert same.point == pytest.approx(0.5) and same.low < 0.5 < same.high
     assert verdict_didactic(table).outcome == "pending (15 of 30 runs)"
 
+    (one,) = cells(book_grid, "fb_rnd_n100000_no_left_seed0")  # one run: no interval to show
+    land(tmp_path, one, 20.0, 10.0, [1.0] * 5, [2.0] * 5)
+    partial = didactic_table(load_grid_results(BOOK_GRID, tmp_path), REPS)
+    row = partial["datasets"]["rnd-100k, no_left"]["rows"][0]
+    assert row["runs"] == 1 and f"{row['best']['distance']:.2f}" == "1.00 (one run)"
+
     for cell in cells(book_grid, "*_rnd_n100000_no_left_seed*"):
         near = cell.method != "fb"
         land(tmp_path, cell, 300.0 if near else 20.0, 10.0,
@@ -492,24 +500,30 @@ def test_overestimation_table_and_verdict(tmp_path, book_grid):
     assert all(c.interval == (1.0, 1.0, 1.0) for c in verdict.comparisons)
 
 
-@pytest.mark.parametrize(("gap_at_1m", "expected"), [(0.0, REPRODUCED), (600.0, OPPOSITE)])
-def test_size_ablation_table_and_verdict(tmp_path, book_grid, gap_at_1m, expected):
-    """The conservative runs score 300 above FB at 10k and 100k, ``gap_at_1m`` above it at 1M."""
+@pytest.mark.parametrize(
+    ("gap_below_1m", "gap_at_1m", "expected"),
+    [(300.0, 0.0, REPRODUCED), (300.0, 600.0, OPPOSITE), (0.0, -300.0, PARTLY)],
+)
+def test_size_ablation_table_and_verdict(tmp_path, book_grid, gap_below_1m, gap_at_1m, expected):
+    """The conservative runs score ``gap_below_1m`` above FB at 10k and 100k, ``gap_at_1m`` above
+    it at 1M. A gap that shrinks from nothing (0 then -300) is no gain shrinking: not reproduced."""
     for cell in cells(book_grid, "*fb_rnd_n*_seed*"):
         if cell.method in ("fb", "vcfb", "mcfb") and cell.n_transitions != 1_000:
             if cell.action_filter:
                 continue  # the didactic runs
-            gap = gap_at_1m if cell.n_transitions == 1_000_000 else 300.0
+            gap = gap_at_1m if cell.n_transitions == 1_000_000 else gap_below_1m
             land(tmp_path, cell, 50.0 + 5 * cell.seed + (gap if cell.method != "fb" else 0.0))
     table = size_table(load_grid_results(BOOK_GRID, tmp_path), REPS)
     assert table["progress"] == Progress(33, 33)
     row = next(r for r in table["rows"] if r["method"] == "VC-FB" and r["size"] == 100_000)
-    scores = np.repeat(350.0 + 5 * np.arange(5)[:, None], 4, axis=1)
+    scores = np.repeat(50.0 + gap_below_1m + 5 * np.arange(5)[:, None], 4, axis=1)
     assert row["best"].point == pytest.approx(scipy_stats.trim_mean(scores, 0.25, None))
     verdict = verdict_size(table, "best", reps=REPS)
-    assert verdict.outcome.startswith(expected) and len(verdict.comparisons) == 4
-    difference = verdict.comparisons[0].interval
-    assert difference.point == pytest.approx(300.0 - gap_at_1m)
+    assert verdict.outcome.startswith(expected) and len(verdict.comparisons) == 8
+    gain, difference = verdict.comparisons[:2]  # VC-FB at 10k: its gap, then less the gap at 1M
+    assert gain.what == "VC-FB's IQM gap over FB at 10k"
+    assert gain.interval.point == pytest.approx(gap_below_1m)
+    assert difference.interval.point == pytest.approx(gap_below_1m - gap_at_1m)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -536,10 +550,19 @@ def test_the_verdict_rule_for_a_claim():
         combine_outcomes([])
 
 
+def test_a_claim_whose_runs_ended_with_some_stopped_early_is_undecided():
+    """Every planned run ended, one by a non-finite loss: no verdict can come, nor is one coming."""
+    ended = Verdict("C1", None, Progress(21, 22, stopped=1))
+    assert ended.outcome == (f"{UNDECIDED} (21 of 22 runs; 1 stopped early by a non-finite loss)")
+    assert Verdict("C1", None, Progress(20, 22, stopped=1)).outcome.startswith("pending (20 of")
+
+
 def test_interval_formats_and_progress_adds():
     assert f"{Interval(1.0, 0.5, 2.25):.1f}" == "1.0 [0.5, 2.2]"
     assert f"{Interval(1.0, 0.5, 2.25):>16.1f}|{Interval(1, 0, 2):<12}|" == (
         "  1.0 [0.5, 2.2]|1 [0, 2]    |"
     )
+    assert f"{Interval.over_runs(0.25, 0.25, 0.25, runs=1):.2f}" == "0.25 (one run)"
+    assert f"{Interval.over_runs(0.25, 0.2, 0.3, runs=2):.2f}" == "0.25 [0.20, 0.30]"
     assert str(Progress(2, 5) + Progress(1, 3)) == "3 of 8 runs"
     assert not Progress(0, 0).complete and Progress(3, 3).complete

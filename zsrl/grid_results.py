@@ -18,7 +18,8 @@ interval lies below the null value (:func:`outcome`). A claim is reproduced when
 comparisons are, not reproduced (the opposite) when any comparison shows the opposite, partly
 reproduced when some are reproduced and none shows the opposite, and not reproduced (no clear
 difference) otherwise (:func:`combine_outcomes`). A claim gets no verdict until every run the grid
-plans for it has landed: until then it is "pending (k of n runs)".
+plans for it has landed: until then it is "pending (k of n runs)", and where every run has ended
+but some stopped early (a non-finite loss), it stays "undecided" with their count.
 """
 
 from __future__ import annotations
@@ -69,11 +70,15 @@ REPRODUCED = "reproduced"
 PARTLY = "partly reproduced"
 OPPOSITE = "not reproduced: the opposite"
 NO_DIFFERENCE = "not reproduced: no clear difference"
+UNDECIDED = "undecided: runs stopped early"  # every run ended, some by a non-finite loss
 KINDS = ("better", "no worse")
 
 
 class Interval(NamedTuple):
-    """A point estimate with its 95 % interval; ``f"{x:.1f}"`` gives ``"3.0 [1.0, 5.0]"``."""
+    """A point estimate with its 95 % interval; ``f"{x:.1f}"`` gives ``"3.0 [1.0, 5.0]"``.
+
+    An estimate from a single run has no interval (a bootstrap over one run has zero width, which
+    would read as certainty): its bounds are NaN and it reads ``"3.0 (one run)"``."""
 
     point: float
     low: float
@@ -84,14 +89,26 @@ class Interval(NamedTuple):
         match = re.fullmatch(r"([<>^]?)(\d*)(.*)", spec)
         align, width, number = match.groups()
         number = number or ".3g"
-        text = f"{self.point:{number}} [{self.low:{number}}, {self.high:{number}}]"
+        if np.isnan(self.low) and np.isnan(self.high):
+            text = f"{self.point:{number}} (one run)"
+        else:
+            text = f"{self.point:{number}} [{self.low:{number}}, {self.high:{number}}]"
         return f"{text:{align or '>'}{width}}"
 
     @classmethod
-    def of(cls, entry: dict[str, Any]) -> Interval:
-        """From a summary's ``{"point" or "mean": p, "ci95": [low, high]}``."""
+    def over_runs(cls, point: float, low: float, high: float, runs: int) -> Interval:
+        """A bootstrap interval over ``runs`` runs; none (NaN bounds) where there is only one."""
+        if runs < 2:
+            return cls(float(point), float("nan"), float("nan"))
+        return cls(float(point), float(low), float(high))
+
+    @classmethod
+    def of(cls, entry: dict[str, Any], runs: int | None = None) -> Interval:
+        """From a summary's ``{"point" or "mean": p, "ci95": [low, high]}``, an estimate over
+        ``runs`` runs where that is given (:meth:`over_runs`)."""
         point = entry["point"] if "point" in entry else entry["mean"]
-        return cls(float(point), float(entry["ci95"][0]), float(entry["ci95"][1]))
+        low, high = entry["ci95"]
+        return cls.over_runs(point, low, high, 2 if runs is None else runs)
 
 
 @dataclass(frozen=True)
@@ -361,7 +378,9 @@ def method_table(
         for label, summary in comparison["methods"].items():
             entry = table["methods"][label]
             entry["runs"] = summary["runs"]
-            entry[which] = {m: Interval.of(a) for m, a in summary[which]["aggregates"].items()}
+            entry[which] = {
+                m: Interval.of(a, summary["runs"]) for m, a in summary[which]["aggregates"].items()
+            }
             entry.setdefault("scores", {})[which] = np.array(summary[which]["scores"])
         if reference == "FB":
             table["improvement"][which] = {
@@ -410,8 +429,8 @@ def didactic_table(results: GridResults, reps: int = 10_000, seed: int = 0) -> d
                 for which in EVALUATIONS:
                     goal = summary[which]["goals"][task]
                     row[which] = {
-                        "success": Interval.of(goal["success_rate"]),
-                        "distance": Interval.of(goal["final_distance"]),
+                        "success": Interval.of(goal["success_rate"], summary["runs"]),
+                        "distance": Interval.of(goal["final_distance"], summary["runs"]),
                     }
                 entry["rows"].append(row)
         for method in CONSERVATIVE:
@@ -529,7 +548,9 @@ def overestimation_table(results: GridResults, reps: int = 10_000, seed: int = 0
         finals = [final_actor_q(run) for run in landed]
         values = np.array([q for _, q in finals])  # runs
         interval = (
-            Interval(*aggregate_with_ci(values[:, None], ("iqm",), reps, seed=seed)["iqm"])
+            Interval.over_runs(
+                *aggregate_with_ci(values[:, None], ("iqm",), reps, seed=seed)["iqm"], len(values)
+            )
             if len(values)
             else None
         )
@@ -562,7 +583,9 @@ def size_table(results: GridResults, reps: int = 10_000, seed: int = 0) -> dict[
         if records:
             summary = summarize(records, reps, seed)
             for which in EVALUATIONS:
-                row[which] = Interval(summary[which]["iqm"], *summary[which]["ci95"])
+                row[which] = Interval.over_runs(
+                    summary[which]["iqm"], *summary[which]["ci95"], summary["runs"]
+                )
                 row.setdefault("scores", {})[which] = np.array(summary[which]["scores"])
         rows.append(row)
     return {"progress": progress(runs), "rows": rows}
@@ -636,8 +659,11 @@ class Verdict:
 
     @property
     def outcome(self) -> str:
-        if not self.progress.complete:
-            return f"pending ({self.progress})"
+        p = self.progress
+        if p.stopped and p.done + p.stopped == p.planned:
+            return f"{UNDECIDED} ({p})"
+        if not p.complete:
+            return f"pending ({p})"
         return combine_outcomes([c.outcome for c in self.comparisons])
 
     def __str__(self) -> str:
@@ -736,9 +762,9 @@ def verdict_high_quality(table: dict[str, Any], which: str = "best") -> Verdict:
 def verdict_size(
     table: dict[str, Any], which: str = "best", reps: int = 10_000, seed: int = 0
 ) -> Verdict:
-    """C6 from :func:`size_table`: for each conservative method, its IQM gap over FB at each
-    smaller size exceeds the gap at the largest; the interval of the difference of gaps comes from
-    independent stratified-bootstrap replicates of the four IQMs it combines."""
+    """C6 from :func:`size_table`: for each conservative method and each smaller size, its IQM gap
+    over FB is above 0 (there is a gain to shrink) and exceeds its gap at the largest size; each
+    interval comes from independent stratified-bootstrap replicates of the IQMs it combines."""
 
     def comparisons() -> list[Comparison]:
         rows = {(r["method"], r["size"]): r["scores"][which] for r in table["rows"]}
@@ -749,22 +775,25 @@ def verdict_size(
         points = {key: iqm(scores) for key, scores in rows.items()}
         largest, out = ABLATION_SIZES[-1], []
         for label in (method_label(m) for m in CONSERVATIVE):
+
+            def gap(values: dict, n: int, label: str = label) -> Any:
+                return values[label, n] - values["FB", n]
+
             for size in ABLATION_SIZES[:-1]:
-
-                def gap(values: dict, n: int, label: str = label) -> Any:
-                    return values[label, n] - values["FB", n]
-
-                difference = gap(replicates, size) - gap(replicates, largest)  # reps
-                low, high = np.percentile(difference, [2.5, 97.5])
-                point = gap(points, size) - gap(points, largest)
-                out.append(
-                    Comparison(
-                        f"{label}'s IQM gap over FB at {size_label(size)} minus at "
-                        f"{size_label(largest)}",
-                        Interval(point, float(low), float(high)),
-                        0.0,
-                    )
-                )
+                differences = {  # name -> (point, reps)
+                    f"{label}'s IQM gap over FB at {size_label(size)}": (
+                        gap(points, size),
+                        gap(replicates, size),
+                    ),
+                    f"{label}'s IQM gap over FB at {size_label(size)} minus at "
+                    f"{size_label(largest)}": (
+                        gap(points, size) - gap(points, largest),
+                        gap(replicates, size) - gap(replicates, largest),
+                    ),
+                }
+                for what, (point, draws) in differences.items():
+                    low, high = np.percentile(draws, [2.5, 97.5])
+                    out.append(Comparison(what, Interval(point, float(low), float(high)), 0.0))
         return out
 
     return _verdict("C6", which, table["progress"], comparisons)
