@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -110,7 +111,7 @@ def test_our_collected_data_read_back_from_minari_exactly(collected, minari_root
         assert meta["physics"] == "infos" and meta["observe_check"]["max_abs_error"] == 0.0
         assert meta["path"] == str(directory / "data") and len(meta["sha256"]) == 64
 
-    # what minari itself sees: whole episodes, the maze model's actuator ranges as the action box
+    # what minari itself sees: whole episodes, the maze's action box (its actuators' [-1, 1])
     stored = minari.load_dataset("zsrl/maze/random-v0")
     assert (stored.total_episodes, stored.total_steps) == (3, 3000)
     episode = stored[1]
@@ -122,6 +123,22 @@ def test_our_collected_data_read_back_from_minari_exactly(collected, minari_root
     np.testing.assert_array_equal(stored.action_space.low, ctrlrange[:, 0])
     np.testing.assert_array_equal(stored.action_space.high, ctrlrange[:, 1])
     assert stored.observation_space.shape == (MAZE.obs_dim,)
+
+
+def test_quadruped_data_beyond_its_actuators_ranges_read_back_exactly(minari_root):
+    """Quadruped's extend actuators take [-0.8, 0.8] and its lift ones [-1, 1.1]; the agents and
+    collectors act in [-1, 1] (ExORL's too), and MuJoCo clamps. Both must fit the action box."""
+    data = collect(default_spec("quadruped", "random", episodes=1), progress=False)
+    ctrlrange = get_domain("quadruped").model().actuator_ctrlrange  # A x 2
+    assert (data.action > ctrlrange[:, 1]).any() or (data.action < ctrlrange[:, 0]).any()
+    data.action[0, 1] = np.float32(1.1)  # a lift actuator's top, as float32 (above 1.1 in float64)
+    write_minari(data, "zsrl/quadruped/random-v0", task="stand")
+    back = read_minari("zsrl/quadruped/random-v0", "quadruped")
+    for name in ("observation", "action", "next_observation", "physics", "next_physics"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(data, name), name)
+    space = minari.load_dataset("zsrl/quadruped/random-v0").action_space
+    np.testing.assert_array_equal(space.low, np.minimum(ctrlrange[:, 0], -1).astype(np.float32))
+    np.testing.assert_array_equal(space.high, np.maximum(ctrlrange[:, 1], 1).astype(np.float32))
 
 
 def test_stored_rewards_terminals_and_truncations_read_back_exactly():
@@ -214,7 +231,9 @@ def record_walker2d(dataset_id: str, states: bool = False, env_id: str = "Walker
 
 def test_a_gymnasium_mujoco_dataset_reads_with_its_rewards(toy_walker2d):
     episodes = record_walker2d("mujoco/walker2d/synthetic-v0")
-    data = read_minari("mujoco/walker2d/synthetic-v0", "toy_walker2d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # v5, the version the domain simulates: nothing to warn of
+        data = read_minari("mujoco/walker2d/synthetic-v0", "toy_walker2d")
     steps = [len(e["rewards"]) for e in episodes]
     n = sum(steps)
     assert data.observation.shape == (n, 17) and data.action.shape == (n, 6)
@@ -242,6 +261,14 @@ def test_a_gymnasium_mujoco_dataset_reads_with_its_rewards(toy_walker2d):
     np.testing.assert_array_equal(data.rewards(toy_walker2d.task("forward")), rewards)
     # the run's domain comes from the env spec when the run does not give one
     assert read_minari("mujoco/walker2d/synthetic-v0").meta["domain"] == "toy_walker2d"
+
+
+def test_data_of_an_earlier_environment_version_read_with_a_warning(toy_walker2d):
+    with pytest.warns(DeprecationWarning, match="Walker2d-v4 is out of date"):  # Gymnasium's
+        record_walker2d("mujoco/walker2d/old-v0", env_id="Walker2d-v4")
+    with pytest.warns(UserWarning, match="recorded on Walker2d-v4.*simulates its v5"):
+        data = read_minari("mujoco/walker2d/old-v0", "toy_walker2d")
+    assert data.meta["env"] == "Walker2d-v4"
 
 
 def test_states_in_the_infos_are_read_as_physics(toy_walker2d):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import h5py
@@ -100,6 +101,33 @@ def test_damaged_exorl_files_are_one_clear_error_naming_the_file(collected, tmp_
     with pytest.raises(DatasetError, match=f"{files[0]} is truncated or corrupt"):
         read_exorl(tmp_path / "cut", "point_mass_maze")
 
+    def damaged(name: str, change) -> Path:
+        """The collected episodes in ExORL files, the second file's arrays changed by ``change``."""
+        files = write_exorl(tmp_path / name, collected)
+        with np.load(files[1]) as npz:
+            arrays = dict(npz)
+        change(arrays)
+        np.savez_compressed(files[1], **arrays)
+        return files[1]
+
+    def dummy(arrays):  # row 0's action is the reset's: no data, whatever it holds
+        arrays["action"][0] = [5.0, -5.0]
+
+    read_exorl(damaged("dummy", dummy).parents[1], "point_mass_maze")
+    for name, change, words in [
+        ("strong", lambda a: a["action"].__setitem__((5, 1), 7.0),
+         "'s action 5 is \\[.*7.0\\], outside domain 'point_mass_maze''s range \\[-1.0, 1.0\\] in "
+         "dimension 1"),
+        ("nan", lambda a: a["physics"].__setitem__((9, 0), np.nan),
+         "'s physics are not all finite \\(row 9\\)"),
+        ("short", lambda a: [a.__setitem__(k, a[k][:1]) for k in list(a)],
+         " holds 1 step\\(s\\): no transition"),
+        ("keyless", lambda a: a.pop("physics"), " lacks arrays \\['physics'\\]"),
+    ]:  # fmt: skip
+        file = damaged(name, change)
+        with pytest.raises(DatasetError, match=f"ExORL episode file {file}{words}"):
+            read_exorl(tmp_path / name, "point_mass_maze")
+
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="holds no episode files"):
         read_exorl(tmp_path / "empty", "point_mass_maze")
@@ -164,6 +192,16 @@ def test_a_d4rl_file_reads_as_qlearning_dataset_does(tmp_path):
     np.testing.assert_array_equal(data.truncation, [0, 0, 1, 0, 0, 0])
     np.testing.assert_array_equal(data.episode, [0, 0, 0, 1, 1, 1])
 
+    # A terminal with a successor row: without next_observations that row is the next episode's
+    # first state (qlearning_dataset's way), which FB would see: a warning says so.
+    early = np.array([0, 1, 0, 0, 0, 0, 0], bool)  # row 1 ends its episode
+    with pytest.warns(UserWarning, match="no next_observations.*1 terminal transitions"):
+        cut = read_d4rl(write_d4rl(tmp_path / "early.hdf5", False, terminals=early), TASK)
+    np.testing.assert_array_equal(cut.next_observation[1], OBSERVATIONS[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with next_observations: nothing to warn of
+        read_d4rl(write_d4rl(tmp_path / "early_next.hdf5", True, terminals=early), TASK)
+
     # the stored rewards are the named task's only
     np.testing.assert_array_equal(data.rewards(MAZE.task(TASK)), REWARDS[kept])
     with pytest.raises(DatasetError, match="cannot be relabelled for task 'reach_top_right'"):
@@ -183,6 +221,21 @@ def test_damaged_or_misnamed_d4rl_files_are_clear_errors(tmp_path):
         f.create_dataset("observations", data=OBSERVATIONS)
     with pytest.raises(DatasetError, match="bare.hdf5 lacks arrays \\['actions'"):
         read_d4rl(tmp_path / "bare.hdf5", TASK)
+    strong = ACTIONS.copy()
+    strong[4, 0] = -1.5
+    file = write_d4rl(tmp_path / "strong.hdf5", True, actions=strong)
+    read_d4rl(file, TASK)  # no domain: no range to check
+    with pytest.raises(
+        DatasetError,
+        match="strong.hdf5's action 4 is \\[-1.5, .*outside domain 'point_mass_maze''s range "
+        "\\[-1.0, 1.0\\] in dimension 0",
+    ):
+        read_d4rl(file, TASK, "point_mass_maze")
+    rewards = REWARDS.copy()
+    rewards[2] = np.inf
+    file = write_d4rl(tmp_path / "inf.hdf5", True, rewards=rewards)
+    with pytest.raises(DatasetError, match="inf.hdf5's rewards are not all finite \\(row 2\\)"):
+        read_d4rl(file, TASK)
     cfg = apply_overrides(
         preset("fb", "point_mass_maze", "quick"), ["data.source='d4rl'", "data.path='x.hdf5'"]
     )
@@ -197,6 +250,10 @@ def test_d4rl_normalised_scores():
         np.testing.assert_allclose(
             d4rl_normalized_score(f"{name}-medium-v2", np.array([low, high])), [0.0, 100.0]
         )
+    assert D4RL_REFERENCE_RETURNS == {  # D4RL's infos.py
+        "walker2d": (1.629008, 4592.3),
+        "halfcheetah": (-280.178953, 12135.0),
+    }
     assert d4rl_normalized_score("walker2d", 4592.3) == pytest.approx(100.0)
     assert d4rl_normalized_score("halfcheetah", -280.178953) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="no D4RL reference returns for 'hopper'"):
@@ -218,7 +275,8 @@ def test_a_maze_shaped_d4rl_file_trains_td3(tmp_path):
         timeouts=ends & odd,
     )
     cfg = run_config("td3", "data.source='d4rl'", f"data.path='{file}'")
-    record = Trainer(cfg, tmp_path / "run", progress=False).run()
+    with pytest.warns(UserWarning, match="no next_observations"):  # 3 terminals before a row
+        record = Trainer(cfg, tmp_path / "run", progress=False).run()
     assert (
         record["complete"] and record["dataset"]["transitions"] == rows - 3
     )  # timeouts: 199, 399, 599 (the last)

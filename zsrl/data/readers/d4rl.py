@@ -12,7 +12,10 @@ A D4RL file (reference: ref-d4rl) holds N logged steps, episodes one after anoth
 Row i becomes the transition (observations[i], actions[i], next observation), the next observation
 being ``next_observations[i]`` where the file has them, else ``observations[i+1]`` (so the last row,
 which has none, is dropped). As in ``qlearning_dataset``, rows with ``timeouts[i]`` set are dropped:
-without ``next_observations`` their successor is the next episode's first state. ``terminal`` is
+without ``next_observations`` their successor is the next episode's first state. A terminal row's
+successor is that too where the file has no ``next_observations`` (kept, as ``qlearning_dataset``
+keeps it, with a warning: FB's loss sees it). Actions outside the domain's action box and values
+that are not finite are errors. ``terminal`` is
 ``terminals``; ``truncation`` marks the last kept transition of an episode that a time limit (or the
 end of the file) cut without a terminal. Episode ids start at 0 and increase after each terminal or
 timeout. There are no physics states, so the dataset stores the rewards with the task they are for
@@ -27,13 +30,14 @@ rewards of their one task, ``forward``; :func:`d4rl_domain` finds the domain fro
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from zsrl.config import RunConfig
 from zsrl.data.dataset import Dataset, DatasetError
-from zsrl.data.readers.common import data_path
+from zsrl.data.readers.common import action_box, check_arrays, data_path
 from zsrl.data.sources import register_source
 from zsrl.envs import domain_names, get_domain
 from zsrl.io import sha256_file
@@ -127,14 +131,18 @@ def read_d4rl(
             f"D4RL file {path}: next_observations has shape {next_observations.shape}, "
             f"observations {observations.shape}"
         )
-    if domain is not None:
-        dom = get_domain(domain)
+    dom = get_domain(domain) if domain is not None else None
+    if dom is not None:
         for key, width in {"observations": dom.obs_dim, "actions": dom.action_dim}.items():
             if arrays[key].shape[1] != width:
                 raise DatasetError(
                     f"D4RL file {path}: {key} has width {arrays[key].shape[1]}, but domain "
                     f"{domain!r} has width {width} (data of another domain?)"
                 )
+    stored = {"observations": observations, "rewards": per_row["rewards"]}
+    if next_observations is not None:
+        stored["next_observations"] = next_observations
+    check_arrays(f"D4RL file {path}", stored, actions, action_box(dom) if dom else None)
     terminals = per_row["terminals"].astype(bool)  # N
     timeouts = per_row["timeouts"].astype(bool)  # N
     # rows with a successor state, less those a time limit ended
@@ -146,6 +154,14 @@ def read_d4rl(
     episode_of_row = np.cumsum(ends) - ends  # N: episodes ended before the row
     _, episode = np.unique(episode_of_row[kept], return_inverse=True)  # n: 0, 1, ...
     terminal = terminals[kept]  # n
+    if next_observations is None and terminal.any():
+        warnings.warn(
+            f"D4RL file {path} has no next_observations: the next state of each of its "
+            f"{int(terminal.sum())} terminal transitions is the following row, the next episode's "
+            "first state (as in D4RL's qlearning_dataset); the TD methods ignore it (no "
+            "bootstrapping from a terminal), but FB's measure term and reward inference see it",
+            stacklevel=2,
+        )
     last_of_episode = np.r_[episode[1:] != episode[:-1], True]  # n
     next_obs = next_observations[kept] if next_observations is not None else observations[kept + 1]
     return Dataset(

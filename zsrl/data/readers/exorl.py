@@ -27,7 +27,13 @@ import numpy as np
 
 from zsrl.config import RunConfig
 from zsrl.data.dataset import Dataset, DatasetError
-from zsrl.data.readers.common import data_path, observe_check
+from zsrl.data.readers.common import (
+    ActionBox,
+    action_box,
+    check_arrays,
+    data_path,
+    observe_check,
+)
 from zsrl.data.sources import register_source
 from zsrl.envs import Domain, get_domain
 from zsrl.envs.registry import BatchSim
@@ -51,9 +57,13 @@ def episode_files(path: Path) -> list[Path]:
     return files
 
 
-def read_episode(file: Path, domain: Domain, physics_size: int) -> dict[str, np.ndarray]:
+def read_episode(
+    file: Path, domain: Domain, physics_size: int, box: ActionBox | None = None
+) -> dict[str, np.ndarray]:
     """One episode file's ``observation``, ``action`` and ``physics`` arrays (each T+1 rows),
-    checked against ``domain``; a damaged file or a shape mismatch is a :class:`DatasetError`."""
+    checked against ``domain`` (and its action ``box``, computed once per directory where not
+    given); a damaged file, a shape mismatch, a value that is not finite or an action outside the
+    box is a :class:`DatasetError`."""
     try:
         with np.load(file, allow_pickle=False) as npz:
             missing = [key for key in KEYS if key not in npz.files]
@@ -80,6 +90,13 @@ def read_episode(file: Path, domain: Domain, physics_size: int) -> dict[str, np.
             )
     if rows < 2:
         raise DatasetError(f"ExORL episode file {file} holds {rows} step(s): no transition")
+    check_arrays(  # row 0's action is the reset's dummy one: not data
+        f"ExORL episode file {file}",
+        {"observation": arrays["observation"], "physics": arrays["physics"]},
+        arrays["action"][1:],
+        box or action_box(domain),
+        action_row=1,
+    )
     return arrays
 
 
@@ -95,9 +112,10 @@ def read_exorl(path: Path, domain: str, name: str | None = None) -> Dataset:
     dom = get_domain(domain)
     physics_size = BatchSim(dom, 1).state_size
     files = episode_files(path)
+    box = action_box(dom)
     obs, next_obs, actions, physics, next_physics, episode = [], [], [], [], [], []
     for index, file in enumerate(files):
-        arrays = read_episode(file, dom, physics_size)
+        arrays = read_episode(file, dom, physics_size, box)
         steps = len(arrays["observation"]) - 1  # T
         obs.append(arrays["observation"][:-1])  # T x O: s_t
         next_obs.append(arrays["observation"][1:])  # T x O: s_{t+1}

@@ -38,9 +38,9 @@ import numpy as np
 
 from zsrl.config import RunConfig
 from zsrl.data.dataset import Dataset, DatasetError
-from zsrl.data.readers.common import observe_check
+from zsrl.data.readers.common import action_box, check_arrays, observe_check
 from zsrl.data.sources import register_source
-from zsrl.envs import Domain, get_domain
+from zsrl.envs import get_domain
 from zsrl.envs.registry import BatchSim
 
 # The zsrl domain of each Gymnasium environment whose Minari datasets we read, by the environment's
@@ -79,6 +79,23 @@ def env_domain(env_id: str) -> str:
     return MINARI_DOMAINS[name]
 
 
+def _warn_of_version(env_id: str, domain: str, label: str) -> None:
+    """A warning where data of a Gymnasium MuJoCo environment (of :data:`MINARI_DOMAINS`) were
+    recorded on another version than v5, the one the ``walker2d`` and ``halfcheetah`` domains
+    simulate."""
+    from gymnasium.envs.registration import parse_env_id
+
+    version = parse_env_id(env_id)[2]
+    if version not in (None, 5):
+        warnings.warn(
+            f"Minari dataset {label!r} was recorded on {env_id}, but domain {domain!r} simulates "
+            "its v5, which changed some models and rewards (Walker2d's right foot has the left "
+            "one's friction, 1.9 for 0.9, and its healthy reward is paid only while healthy), so "
+            "the data's dynamics and stored rewards may differ slightly from ours",
+            stacklevel=3,
+        )
+
+
 def minari_root() -> Path:
     """The local Minari root, where datasets are found by id (``$MINARI_DATASETS_PATH``)."""
     return Path(_minari().storage.get_dataset_path())
@@ -102,16 +119,6 @@ def minari_data_dir(source: str | Path) -> Path:
         f"local Minari root {str(minari_root())!r} (set MINARI_DATASETS_PATH); local datasets: "
         f"{local}"
     )
-
-
-def action_bounds(domain: Domain) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest and highest action of ``domain`` (A each): its actuators' control ranges, or
-    unbounded where an actuator has none."""
-    model = domain.model()
-    limited = model.actuator_ctrllimited.astype(bool)  # A
-    low = np.where(limited, model.actuator_ctrlrange[:, 0], -np.inf)  # A
-    high = np.where(limited, model.actuator_ctrlrange[:, 1], np.inf)  # A
-    return low, high
 
 
 def _data_digest(folder: Path) -> str:
@@ -196,6 +203,7 @@ def read_minari(
             own_domain = env_domain(env)
         except ValueError as error:
             raise DatasetError(f"Minari dataset {label!r}: {error}") from None
+        _warn_of_version(env, own_domain, label)
     else:
         own_domain = recorded.get("domain")
     if domain is not None and own_domain is not None and domain != own_domain:
@@ -226,8 +234,8 @@ def read_minari(
                 f"Minari dataset {label!r}: its {what} space is {space}, but domain {domain!r} "
                 f"has {what}s of width {width} (data of another domain?)"
             )
-    low, high = action_bounds(dom)  # A each
     physics_size = BatchSim(dom, 1).state_size  # P
+    box = action_box(dom)
 
     obs, next_obs, actions, rewards, terminal, truncation, episode = [], [], [], [], [], [], []
     states: list[np.ndarray] = []  # T+1 x P per episode, while every episode has them
@@ -250,20 +258,12 @@ def read_minari(
                     f"expected {expected} ({steps} steps of domain {domain!r})"
                 )
         action = np.asarray(ep.actions)  # T x A
-        arrays = (("observations", observations), ("actions", action), ("rewards", ep.rewards))
-        for key, array in arrays:
-            if not np.isfinite(array).all():
-                raise DatasetError(
-                    f"Minari dataset {label!r}: episode {ep.id}'s {key} are not all finite"
-                )
-        outside = (action < low) | (action > high)  # T x A
-        if outside.any():
-            step, column = np.argwhere(outside)[0]
-            raise DatasetError(
-                f"Minari dataset {label!r}: episode {ep.id}'s action {step} is "
-                f"{action[step].tolist()}, outside domain {domain!r}'s range "
-                f"[{low[column]}, {high[column]}] in dimension {column}"
-            )
+        check_arrays(
+            f"Minari dataset {label!r}: episode {ep.id}",
+            {"observations": observations, "rewards": np.asarray(ep.rewards)},
+            action,
+            box,
+        )
         if steps == 0:
             continue  # a reset without a step holds no transition
         obs.append(observations[:-1])  # T x O: s_t
@@ -383,8 +383,9 @@ def write_minari(
     first appear), terminals, truncations and physics states.
 
     ``domain`` defaults to the one the dataset was collected on (``meta["spec"]``). Spaces are the
-    domain's: observations a float32 box of its width, actions the box of its actuators' control
-    ranges. The rewards are ``task``'s (computed from the physics states or the stored ones), by
+    domain's: observations a float32 box of its width, actions its action box
+    (:func:`zsrl.data.readers.common.action_box`: [-1, 1] widened to its actuators' control
+    ranges). The rewards are ``task``'s (computed from the physics states or the stored ones), by
     default the dataset's stored rewards or those of the domain's only task. Terminals and
     truncations are the dataset's; data without them (our collectors' episodes, which end at a time
     limit) are written as Gymnasium would log them, no termination and a truncation at each
@@ -442,7 +443,7 @@ def write_minari(
                 infos=infos,  # physics: T+1 x P
             )
         )
-    low, high = action_bounds(dom)
+    box = action_box(dom)
     with warnings.catch_warnings():
         # minari warns of every optional field left out (author, code link, evaluation env...)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.")
@@ -450,7 +451,7 @@ def write_minari(
             dataset_id,
             buffers,
             observation_space=Box(-np.inf, np.inf, (dom.obs_dim,), np.float32),
-            action_space=Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32),
+            action_space=Box(box.low, box.high, dtype=np.float32),
             algorithm_name=(dataset.meta.get("spec") or {}).get("collector") or name or None,
             description=description or f"zsrl dataset {name!r} of domain {domain!r}",
             data_format="hdf5",
