@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from dm_control.suite import common
 from dm_control.suite import quadruped as dm_quadruped
+from dm_control.suite.wrappers import action_scale
 from environment_episodes import (
     assert_batch_simulation_steps_as_the_environment,
     assert_rewards_are_the_environments,
@@ -18,8 +19,10 @@ from environment_episodes import (
     flat_observation,
 )
 
+from zsrl.data import collect, default_spec
+from zsrl.data.readers import read_exorl
 from zsrl.envs import BatchSim, get_domain
-from zsrl.envs.quadruped import TASKS, Physics, load, model_xml
+from zsrl.envs.quadruped import TASKS, Physics, from_action_scale, load, model_xml
 from zsrl.envs.registry import PHYSICS_STATE
 
 STEPS = 150
@@ -160,3 +163,31 @@ def test_starts_are_random_orientations_at_rest_without_contacts():
     sim = BatchSim(domain, len(first))
     sim.set_states(first)
     assert all(data.ncon == 0 for data in sim.datas)
+
+
+def test_exorls_agent_actions_become_the_controls_dm_controls_action_scale_sends(tmp_path):
+    """ExORL stored the agent's [-1, 1] actions and stepped through ``action_scale``; the domain
+    takes raw controls, so its ExORL reader maps them to what that wrapper sent to MuJoCo."""
+    rng = np.random.default_rng(0)
+    agent = rng.uniform(-1, 1, (5, 12)).astype(np.float32)  # 5 x A
+    env = action_scale.Wrapper(load("stand", 0), minimum=-1.0, maximum=1.0)
+    env.reset()
+    for a, control in zip(agent, from_action_scale(agent), strict=True):
+        env.step(a)
+        np.testing.assert_allclose(env.physics.data.ctrl, control, rtol=1e-6, atol=1e-6)
+
+    data = collect(default_spec("quadruped", "random", episodes=1), progress=False)
+    rows = np.flatnonzero(data.episode == 0)[:50]  # T
+    stored = rng.uniform(-1, 1, (len(rows) + 1, 12)).astype(np.float32)  # T+1 x A, row 0 dummy
+    (tmp_path / "buffer").mkdir()
+    np.savez(
+        tmp_path / "buffer" / "episode_0.npz",
+        observation=np.r_[data.observation[rows[:1]], data.next_observation[rows]],  # T+1 x O
+        action=stored,
+        reward=np.zeros((len(rows) + 1, 1), np.float32),
+        discount=np.ones((len(rows) + 1, 1), np.float32),
+        physics=np.r_[data.physics[rows[:1]], data.next_physics[rows]],  # T+1 x P
+    )
+    read = read_exorl(tmp_path, "quadruped")
+    np.testing.assert_array_equal(read.action, from_action_scale(stored[1:]))
+    assert read.meta["actions"].startswith("mapped to raw controls")

@@ -136,6 +136,9 @@ class Domain:
     # episodes end at the time limit only
     terminated: Callable[[np.ndarray], np.ndarray] | None = None
     d4rl_name: str | None = None  # D4RL's name of the environment, for its normalised scores
+    # ExORL's stored actions (n, A) -> the controls this domain takes, where ExORL collected through
+    # dm_control's action_scale wrapper and the domain takes raw controls (quadruped); None: the same
+    exorl_actions: Callable[[np.ndarray], np.ndarray] | None = None
     default_dataset: str = "random"  # the collector a run uses when it names none
 
     def task(self, name: str) -> Task:

@@ -15,6 +15,11 @@ and physics[t+1]. Because the physics states are kept, the dataset is relabelled
 run's domain, as our own collected data are. The reader checks the arrays' widths against the
 domain and that the domain's ``observe`` gives back the stored observations from the stored physics
 (what evaluation sees must be what training saw), and records the latter in the metadata.
+
+ExORL stored the agent's actions, in [-1, 1]. Where it collected through dm_control's
+``action_scale`` wrapper and our domain takes raw controls (quadruped: ``Domain.exorl_actions``),
+the reader maps them to the controls the simulator received, so that the data's actions mean what
+the domain's do in evaluation (the paper's code fed them raw; reference: ref-bug-quadruped-scale).
 """
 
 from __future__ import annotations
@@ -123,6 +128,9 @@ def read_exorl(path: Path, domain: str, name: str | None = None) -> Dataset:
         physics.append(arrays["physics"][:-1])  # T x P
         next_physics.append(arrays["physics"][1:])  # T x P
         episode.append(np.full(steps, index, dtype=np.int32))  # T
+    action = np.concatenate(actions).astype(np.float32)  # n x A: as stored
+    if dom.exorl_actions is not None:  # ExORL's agent actions -> the domain's controls
+        action = dom.exorl_actions(action)
     observation = np.concatenate(obs).astype(np.float32)  # n x O
     next_observation = np.concatenate(next_obs).astype(np.float32)  # n x O
     physics_states = np.concatenate(physics).astype(np.float64)  # n x P
@@ -131,7 +139,7 @@ def read_exorl(path: Path, domain: str, name: str | None = None) -> Dataset:
     folder = path.parent if path.name == "buffer" else path
     return Dataset(
         observation=observation,
-        action=np.concatenate(actions).astype(np.float32),  # n x A
+        action=action,
         next_observation=next_observation,
         physics=physics_states,
         next_physics=next_physics_states,
@@ -143,6 +151,9 @@ def read_exorl(path: Path, domain: str, name: str | None = None) -> Dataset:
             "episodes": len(files),
             "transitions": int(sum(len(e) for e in episode)),
             "observe_check": check,
+            "actions": "mapped to raw controls from ExORL's action_scale [-1, 1]"
+            if dom.exorl_actions is not None
+            else "as stored",
         },
     )
 

@@ -47,6 +47,7 @@ everything else against dm_control's environments and these against dm_control's
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +98,21 @@ def model_xml() -> bytes:
 def make_model() -> mujoco.MjModel:
     """The compiled flat quadruped (what ``Domain.model`` returns)."""
     return mujoco.MjModel.from_xml_string(model_xml().decode(), common.ASSETS)
+
+
+@functools.cache
+def _ctrl_range() -> np.ndarray:
+    return make_model().actuator_ctrlrange.copy()  # A x 2
+
+
+def from_action_scale(actions: np.ndarray) -> np.ndarray:
+    """The raw controls (n x A) that dm_control's ``action_scale`` wrapper, from [-1, 1], sends for
+    the agent's ``actions`` (n x A): low + (high - low)(a + 1)/2 per actuator. ExORL collected its
+    quadruped data through that wrapper and stored the agent's actions; this domain takes raw
+    controls, so its ExORL reader maps them (reference: ref-bug-quadruped-scale)."""
+    low, high = _ctrl_range().T  # A each
+    scaled = low + (high - low) * (np.asarray(actions, dtype=np.float64) + 1.0) / 2.0  # n x A
+    return scaled.astype(np.asarray(actions).dtype)
 
 
 @dataclass(frozen=True)
@@ -331,5 +347,6 @@ DOMAIN = register_domain(
         sample_start=seeded_sampler(start_states),
         observe=observe,
         load=load,
+        exorl_actions=from_action_scale,
     )
 )
