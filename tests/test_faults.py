@@ -326,6 +326,25 @@ def test_another_methods_run_is_never_appended_to_nor_deleted(finished, no_resum
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_finished_run_asked_for_fewer_updates_is_refused_and_kept(finished, capsys):
+    """Its record, owner file and weights stay those of its 4 updates; more would extend it."""
+    out, flags = finished
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = run_main([*flags, "--steps", "2"], capsys)
+    assert_clean_error(code, err, "holds this run after 4 updates, more than the 2 asked for")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_setting_of_the_runs_identity_is_refused(tmp_path, data_dir, capsys):
+    """method, domain and scale choose the preset: a --set of one would keep the other preset."""
+    flags = [*QUICK, "--data-dir", str(data_dir), "--out", str(tmp_path / "run")]
+    code, err = run_main([*flags, "--set", "method=vcfb"], capsys)
+    assert_clean_error(
+        code, err, "sets the run's method, which chooses its preset: give it as --method"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path, data_dir):
     cfg = apply_overrides(
         preset("fb", "point_mass_maze", "quick"),

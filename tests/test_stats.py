@@ -13,6 +13,7 @@ from zsrl.results import (
     format_summary,
     metrics_path,
     summarize,
+    write_summary,
 )
 from zsrl.stats import (
     aggregate_replicates,
@@ -290,6 +291,18 @@ def test_summary_separates_last_and_best():
     assert summary["best"]["mean_per_task"]["a"] == pytest.approx(200.0)
     assert summary["last"]["mean_final_distance"]["a"] == pytest.approx(0.2)
     assert "95% CI" in format_summary(summary)
+
+
+def test_runs_of_other_domains_or_tasks_are_not_summarised_together(tmp_path):
+    maze = record(1, [(10, {"a": 1.0, "b": 0.0})])
+    walker = record(2, [(10, {"a": 1.0, "b": 0.0})]) | {"domain": "walker"}
+    with pytest.raises(ValueError, match=r"several domains \['point_mass_maze', 'walker'\]"):
+        summarize([maze, walker], reps=20)
+    other = record(2, [(10, {"a": 1.0, "c": 0.0})])
+    with pytest.raises(ValueError, match=r"different tasks \[\['a', 'b'\], \['a', 'c'\]\]"):
+        summarize([maze, other], reps=20)
+    with pytest.raises(ValueError, match="is a folder; give the summary's file"):
+        write_summary([tmp_path], tmp_path)
 
 
 def test_summary_reports_every_aggregate_with_its_interval():

@@ -115,6 +115,31 @@ def test_blocks_are_products_and_single_task_methods_get_a_cell_per_task():
             },
             "two different cells share the directory 'fb_random_seed0'",
         ),
+        ({"block": [1, 2]}, "block 1 is 1, not a table of keys"),
+        (
+            {"block": [{"method": 3, "dataset": "random", "seed": 0}]},
+            "block 1: method must be a string or a non-empty list of them, got 3",
+        ),
+        (
+            {"block": [{"method": [], "dataset": "random", "seed": 0}]},
+            "method must be .*got \\[\\]",
+        ),
+        (
+            {
+                "block": [
+                    {"method": "cql", "dataset": "random", "seed": 0, "tasks": "reach_top_left"}
+                ]
+            },
+            "tasks must be a list of task names, got 'reach_top_left'",
+        ),
+        (
+            {"block": [{"method": "fb", "dataset": "random", "seed": True}]},
+            "seed must be an integer or a non-empty list of them, got True",
+        ),
+        (
+            {"block": [{"name": "../../out", "method": "fb", "dataset": "random", "seed": 0}]},
+            "name '../../out' must be a plain directory name",
+        ),
     ],
 )
 def test_bad_grid_files_are_one_clear_error(grid, message):
@@ -138,6 +163,7 @@ def test_a_bad_grid_file_fails_before_any_file_is_written(tmp_path, capsys):
         (["missing.toml"], "grid file missing.toml does not exist"),
         (["{tmp}"], "grid file {tmp} cannot be read: Is a directory"),
         (["{grid}", "--workers", "0"], "workers must be a positive integer, got 0"),
+        (["{grid}", "--results", "{grid}"], "--results {grid} is a file, not a folder"),
     ],
 )
 def test_bad_sweep_arguments_are_one_line_before_anything_is_printed(
@@ -147,7 +173,7 @@ def test_bad_sweep_arguments_are_one_line_before_anything_is_printed(
     assert main(["sweep", *argv, "--out-root", str(tmp_path / "runs")]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"error: {message.format(tmp=tmp_path)}\n"
+    assert err == f"error: {message.format(tmp=tmp_path, grid=grid_file)}\n"
     assert not (tmp_path / "runs").exists()
 
 

@@ -88,6 +88,9 @@ def test_bad_video_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="even width and height"):
         write_video(tmp_path / "v.mp4", frames, 10)
     write_video(tmp_path / "v.gif", frames, 10)  # GIFs take any size
+    with pytest.raises(ValueError, match="fps must be from 0.1 to 240 frames per second, got 0"):
+        write_video(tmp_path / "w.gif", frames, 0)
+    assert not (tmp_path / "w.gif").exists()
 
 
 # ------------------------------------------------------------------------- the command line
@@ -169,6 +172,9 @@ def test_help_names_every_option(capsys):
         (["--task", "reach_top_left", "--out", "v.avi"], ["v.avi", "'.gif', '.mp4'"]),
         (["--task", "reach_top_left", "--camera", "side"], ["'side'", "['top']"]),
         (["--task", "reach_top_left", "--every", "0"], ["--every", "at least 1"]),
+        (["--task", "reach_top_left", "--fps", "inf"], ["fps must be from 0.1 to 240", "inf"]),
+        (["--task", "reach_top_left", "--fps", "1e-9"], ["fps must be from 0.1", "1e-09"]),
+        (["--task", "reach_top_left", "--width", "100000"], ["width must be from 1 to 4096"]),
     ],
 )
 def test_bad_video_options_are_one_line_errors(trained, capsys, extra, message):

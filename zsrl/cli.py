@@ -286,13 +286,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_video(args: argparse.Namespace) -> None:
     from zsrl.train import VIDEOS, load_run
-    from zsrl.video import FORMATS, record_video
+    from zsrl.video import FORMATS, check_video_options, record_video
 
     for name in ("--episodes", "--width", "--height", "--every"):
         _at_least(name, getattr(args, name[2:]))
     _at_least("--seed", args.seed, 0)
-    if args.fps is not None and not args.fps > 0:
-        raise ValueError(f"--fps must be positive, got {args.fps}")
+    check_video_options(args.width, args.height, args.fps)
     if args.out is not None and args.out.suffix.lower() not in FORMATS:
         raise ValueError(f"--out {args.out} is not a video file; valid suffixes: {list(FORMATS)}")
     if not args.run.is_dir():
@@ -324,9 +323,10 @@ def cmd_video(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from zsrl.sweep import check_sweep_options, grid_status, load_grid, sweep
 
-    check_sweep_options(args.backend, args.workers)  # before the grid's status is printed
-    grid = load_grid(args.grid)
     out_root = args.out_root or Path("runs") / args.grid.stem
+    # before the grid's status is printed
+    check_sweep_options(args.backend, args.workers, out_root, args.results)
+    grid = load_grid(args.grid)
     grid.select(args.only)  # a pattern that matches no cell: the error, before anything runs
     if args.first is not None:
         grid.select(args.first)

@@ -751,6 +751,13 @@ def resolve(
         run_option(k).parse(v)
         for k, v in (("method", method), ("domain", domain), ("scale", scale))
     )
+    for item in overrides:  # they choose the preset, which an override would leave as it is
+        key = item.split("=", 1)[0].strip()
+        if key in ("method", "domain", "scale"):
+            raise ValueError(
+                f"override {item!r} sets the run's {key}, which chooses its preset: give it as "
+                f"--{key} (a notebook parameter, a grid key), not as a setting"
+            )
     scale = resolve_scale(scale)
     settings = []
     for name, raw in options.items():

@@ -180,11 +180,20 @@ def summarize(
     the final distance and the success rate within ``success_radius`` (default: the task's own
     success distance, the maze reward's radius) with intervals over runs (:func:`goal_statistics`).
     """
-    domain = records[0]["domain"]
+    domains = sorted({r["domain"] for r in records})
+    if len(domains) > 1:
+        raise ValueError(f"runs of several domains {domains} cannot be summarised together")
+    domain = domains[0]
     if threshold is None:
         threshold = get_domain(domain).max_return
     if any(r.get("single_task") for r in records):
         records = combine_single_task(records)
+    task_sets = sorted({tuple(sorted(r["tasks"])) for r in records})
+    if len(task_sets) > 1:
+        raise ValueError(
+            f"runs scored on different tasks {[list(t) for t in task_sets]} cannot be summarised "
+            "together"
+        )
     if tasks is None:
         tasks = records[0]["tasks"]
     elif sorted(tasks) != sorted(records[0]["tasks"]):
@@ -230,6 +239,8 @@ def summarize(
 
 
 def write_summary(paths: list[Path], out: Path) -> dict[str, Any]:
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder; give the summary's file (a .json path)")
     summary = summarize(load_records(paths))
     atomic_write_json(out, summary)
     return summary

@@ -36,6 +36,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterable
@@ -159,6 +160,45 @@ def _listed(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+# what each grid key holds: the type of one value, its description, and whether a list may stand
+_KINDS: dict[str, tuple[Any, str, bool]] = {
+    "method": (str, "a string", True),
+    "dataset": (str, "a string", True),
+    "n_transitions": (int | str, 'an integer (or "" for all)', True),
+    "action_filter": (str, "a string", True),
+    "seed": (int, "an integer", True),
+    "domain": (str, "a string", False),
+    "scale": (str, "a string", False),
+    "steps": (int, "an integer", False),
+    "name": (str, "a string", False),
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a block's name: one plain directory-name part
+
+
+def _check_values(values: dict[str, Any], where: str) -> None:
+    """A ValueError naming the key where a block's value has the wrong type: a string for a list
+    of tasks, a number for a method, an empty list, a name that is not a plain directory name."""
+    for key, (kind, shape, listable) in _KINDS.items():
+        if key not in values:
+            continue
+        value = values[key]
+        items = value if listable and isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, kind) and not isinstance(v, bool) for v in items):
+            raise ValueError(
+                f"{where}: {key} must be {shape}"
+                + (" or a non-empty list of them" if listable else "")
+                + f", got {value!r}"
+            )
+    tasks = values.get("tasks", [])
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise ValueError(f"{where}: tasks must be a list of task names, got {tasks!r}")
+    if "name" in values and values["name"] and not _NAME.fullmatch(values["name"]):
+        raise ValueError(
+            f"{where}: name {values['name']!r} must be a plain directory name (letters, digits, "
+            "'_', '.', '-'; no '/'), since it leads the cells' directory names"
+        )
+
+
 def _none_if_empty(value: Any) -> Any:
     """TOML has no null: "" or "none" stands for no value (no subsample, no filter)."""
     return None if isinstance(value, str) and value in ("", "none") else value
@@ -175,6 +215,10 @@ def parse_grid(data: dict[str, Any], where: str = "grid") -> list[Cell]:
         raise ValueError(f"{where}: no [[block]] of cells; a grid needs at least one")
     cells: list[Cell] = []
     for number, block in enumerate(blocks, 1):
+        if not isinstance(block, dict):
+            raise ValueError(
+                f"{where}: block {number} is {block!r}, not a table of keys ([[block]] sections)"
+            )
         unknown = sorted(set(block) - set(GRID_KEYS))
         if unknown:
             raise ValueError(
@@ -184,6 +228,7 @@ def parse_grid(data: dict[str, Any], where: str = "grid") -> list[Cell]:
         for key in ("method", "dataset", "seed"):
             if key not in values:
                 raise ValueError(f"{where}, block {number}: no {key!r}; every block needs one")
+        _check_values(values, f"{where}, block {number}")
         overrides = values.get("overrides", [])
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise ValueError(
@@ -354,12 +399,18 @@ def _run_ray(jobs: list[tuple[Cell, str]], address: str | None, data_root: str |
         yield ray.get(ready[0])
 
 
-def check_sweep_options(backend: str, workers: int) -> None:
-    """A known backend and at least one worker, or a ValueError naming the value."""
+def check_sweep_options(
+    backend: str, workers: int, out_root: Path | None = None, results: Path | None = None
+) -> None:
+    """A known backend, at least one worker, and folders (or none yet) where the runs and the
+    collected results go, or a ValueError naming the value: checked before any cell trains."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid choices: {list(BACKENDS)}")
     if workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    for option, folder in (("--out-root", out_root), ("--results", results)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise ValueError(f"{option} {folder} is a file, not a folder")
 
 
 def sweep(
@@ -387,7 +438,7 @@ def sweep(
     """
     from tqdm import tqdm
 
-    check_sweep_options(backend, workers)
+    check_sweep_options(backend, workers, out_root, results)
     from zsrl.data import data_dir
 
     out_root = Path(out_root).resolve()  # workers (and Ray's) may start elsewhere

@@ -284,6 +284,14 @@ class Trainer:
                 f"{out} holds {what}; choose another --out, or pass --overwrite to replace its "
                 "run files"
             )
+        if resume and same and owner and self.checkpoint_path.exists():
+            done = int(load_checkpoint(self.checkpoint_path)["step"])
+            if done > self.cfg.train.steps:
+                raise RunFolderError(
+                    f"{out} holds this run after {done} updates, more than the "
+                    f"{self.cfg.train.steps} asked for; ask for {done} or more to go on, choose "
+                    "another --out, or pass --no-resume to start again"
+                )
         if not resume or not same:
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)

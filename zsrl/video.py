@@ -44,6 +44,18 @@ __all__ = [
 ]
 
 FORMATS = (".gif", ".mp4")
+FPS_RANGE = (0.1, 240.0)  # frames per second a video may ask for
+MAX_SIZE = 4096  # the widest and tallest frame, in pixels
+
+
+def check_video_options(width: int, height: int, fps: float | None) -> None:
+    """A ValueError naming the value where a frame size or a frame rate is out of range."""
+    for name, size in (("width", width), ("height", height)):
+        if not 1 <= size <= MAX_SIZE:
+            raise ValueError(f"{name} must be from 1 to {MAX_SIZE} pixels, got {size}")
+    low, high = FPS_RANGE
+    if fps is not None and not low <= fps <= high:
+        raise ValueError(f"fps must be from {low:g} to {high:g} frames per second, got {fps}")
 
 
 def camera_id(model: mujoco.MjModel, camera: int | str | None = None) -> int:
@@ -115,8 +127,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"unknown video format {path.suffix!r} of {path}; valid: {list(FORMATS)}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+    check_video_options(1, 1, fps)
     frames = np.asarray(frames)  # n x H x W x 3
     if frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
         raise ValueError(f"frames must be n x height x width x 3 with n ≥ 1, got {frames.shape}")
@@ -183,6 +194,7 @@ def record_video(
     """
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
+    check_video_options(width, height, fps)
     camera_id(run.domain.model(), camera)  # a bad camera is an error before the rollouts
     result = rollout(run, task, episodes, seed)
     paths = result.paths[:, ::every]  # episodes x frames x P
