@@ -57,6 +57,10 @@ BAD_SETTINGS = [
     ("agent.lr_actr=1e-4", "unknown config key 'agent.lr_actr'"),
     ("agnt.lr_actor=1e-4", "unknown config section 'agnt.lr_actor'"),
     ("agent.lr_actor", "is not of the form section.key=value"),
+    ("eval.tasks=['reach_top_left','reach_top_left']", "tasks ['reach_top_left'] are named more"),
+    ("data.path='x.hdf5'", "data.path 'x.hdf5' is read by a file data source only"),
+    ("method=vcfb", "sets the run's method, which chooses its preset: give it as --method"),
+    ("scale=paper", "sets the run's scale"),
 ]
 
 
@@ -333,16 +337,6 @@ def test_a_finished_run_asked_for_fewer_updates_is_refused_and_kept(finished, ca
     code, err = run_main([*flags, "--steps", "2"], capsys)
     assert_clean_error(code, err, "holds this run after 4 updates, more than the 2 asked for")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-
-
-def test_a_setting_of_the_runs_identity_is_refused(tmp_path, data_dir, capsys):
-    """method, domain and scale choose the preset: a --set of one would keep the other preset."""
-    flags = [*QUICK, "--data-dir", str(data_dir), "--out", str(tmp_path / "run")]
-    code, err = run_main([*flags, "--set", "method=vcfb"], capsys)
-    assert_clean_error(
-        code, err, "sets the run's method, which chooses its preset: give it as --method"
-    )
-    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path, data_dir):

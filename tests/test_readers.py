@@ -132,7 +132,7 @@ def test_damaged_exorl_files_are_one_clear_error_naming_the_file(collected, tmp_
     with pytest.raises(DatasetError, match="holds no episode files"):
         read_exorl(tmp_path / "empty", "point_mass_maze")
     cfg = run_config("fb", "data.source='exorl'")
-    with pytest.raises(DatasetError, match="'exorl' reads an ExORL directory.*set data.path"):
+    with pytest.raises(DatasetError, match="'exorl' reads an ExORL directory.*--data-path PATH"):
         get_source("exorl")(cfg, None, False)
     cfg = run_config("fb", "data.source='exorl'", f"data.path='{tmp_path / 'absent'}'")
     with pytest.raises(DatasetError, match="absent' does not exist"):

@@ -259,6 +259,11 @@ class RunConfig:
 
         _check_choice("data source", self.data.source, source_names())
         if self.data.source == "collect":
+            if self.data.path is not None:
+                raise ValueError(
+                    f"data.path {self.data.path!r} is read by a file data source only: name one "
+                    f"(--data-source, one of {[s for s in source_names() if s != 'collect']})"
+                )
             if self.data.name in collector_names():  # known, perhaps not on this domain
                 check_supports(self.data.name, get_domain(self.domain))
             _check_choice("dataset", self.data.name, collector_names(self.domain))
@@ -281,6 +286,9 @@ class RunConfig:
         domain = get_domain(self.domain)
         for task in self.eval.tasks or []:
             domain.task(task)
+        repeated = sorted({t for t in self.eval.tasks or [] if self.eval.tasks.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tasks {repeated} are named more than once in {self.eval.tasks!r}")
         if method.single_task and len(self.eval.tasks or []) != 1:
             raise ValueError(
                 f"method {self.method!r} learns one task from its rewards: name exactly one task "

@@ -23,8 +23,8 @@ def data_path(cfg: RunConfig, what: str) -> Path:
     source = cfg.data.source
     if cfg.data.path is None:
         raise DatasetError(
-            f"data source {source!r} reads {what}: set data.path "
-            "(e.g. --set data.path=/path/to/data)"
+            f"data source {source!r} reads {what}: give its path "
+            "(--data-path PATH, or the setting data.path=PATH)"
         )
     path = Path(cfg.data.path).expanduser()
     if not path.exists():

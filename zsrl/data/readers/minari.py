@@ -468,8 +468,8 @@ def _minari_source(cfg: RunConfig, root: Path | None, progress: bool) -> Dataset
     where the dataset does not."""
     if cfg.data.path is None:
         raise DatasetError(
-            "data source 'minari' reads a Minari dataset: set data.path to its id in the local "
-            "Minari root or its directory (e.g. --set data.path=mujoco/walker2d/medium-v0)"
+            "data source 'minari' reads a Minari dataset: give its id in the local Minari root "
+            "or its directory (--data-path mujoco/walker2d/medium-v0, or the setting data.path)"
         )
     return read_minari(cfg.data.path, cfg.domain, cfg.eval.tasks[0] if cfg.eval.tasks else None)
 
