@@ -365,7 +365,9 @@ def test_malformed_minari_datasets_are_one_clear_error(collected, minari_root, t
     with pytest.raises(DatasetError, match="name the task they are for.*'reach_top_left'"):
         read_minari("anonymous/data-v0", "point_mass_maze")
     cfg = apply_overrides(preset("fb", "point_mass_maze", "quick"), ["data.source='minari'"])
-    with pytest.raises(DatasetError, match="'minari' reads a Minari dataset: give its id.*--data-path"):
+    with pytest.raises(
+        DatasetError, match="'minari' reads a Minari dataset: give its id.*--data-path"
+    ):
         get_source("minari")(cfg, None, False)
 
 
