@@ -339,6 +339,17 @@ def test_a_finished_run_asked_for_fewer_updates_is_refused_and_kept(finished, ca
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_unreadable_run_files_are_refused_then_replaced_with_overwrite(tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text('{"method": "fb"}')  # no configuration in it
+    flags = [*QUICK, "--data-dir", str(data_dir), "--out", str(out)]
+    code, err = run_main(flags, capsys)
+    assert_clean_error(code, err, "holds run files zsrl cannot read")
+    assert main([*flags, "--overwrite"]) == 0  # said explicitly: replaced
+    assert json.loads((out / "run.json").read_text())["config"]["train"]["steps"] == 4
+
+
 def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path, data_dir):
     cfg = apply_overrides(
         preset("fb", "point_mass_maze", "quick"),

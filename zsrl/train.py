@@ -268,7 +268,12 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         for stale in temporary_files(out):
             stale.unlink(missing_ok=True)
-        owner = self._owner()
+        try:
+            owner = self._owner()
+        except RunFolderError:
+            if not self.overwrite:
+                raise
+            owner = {}  # unreadable run files, replaced as asked
         # a run's videos are zsrl's; a folder of that name where no run is may be anyone's
         ours = (*RUN_FILES, *_SIDECARS, *((VIDEOS,) if owner is not None else ()))
         foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
