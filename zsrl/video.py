@@ -48,10 +48,12 @@ FPS_RANGE = (0.1, 240.0)  # frames per second a video may ask for
 MAX_SIZE = 4096  # the widest and tallest frame, in pixels
 
 
-def check_video_options(width: int, height: int, fps: float | None) -> None:
+def check_video_options(
+    width: int | None = None, height: int | None = None, fps: float | None = None
+) -> None:
     """A ValueError naming the value where a frame size or a frame rate is out of range."""
     for name, size in (("width", width), ("height", height)):
-        if not 1 <= size <= MAX_SIZE:
+        if size is not None and not 1 <= size <= MAX_SIZE:
             raise ValueError(f"{name} must be from 1 to {MAX_SIZE} pixels, got {size}")
     low, high = FPS_RANGE
     if fps is not None and not low <= fps <= high:
@@ -127,7 +129,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"unknown video format {path.suffix!r} of {path}; valid: {list(FORMATS)}")
-    check_video_options(1, 1, fps)
+    check_video_options(fps=fps)
     frames = np.asarray(frames)  # n x H x W x 3
     if frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
         raise ValueError(f"frames must be n x height x width x 3 with n ≥ 1, got {frames.shape}")
